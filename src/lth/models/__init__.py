@@ -1,0 +1,8 @@
+"""Architectures from a registry, with their prunable layers and seeded initialisation."""
+
+from lth.models import conv, lenet, resnet, vgg  # noqa: F401  (each registers its models)
+from lth.models.init import initialize
+from lth.models.prunable import prunable_layers
+from lth.models.registry import build, names, register
+
+__all__ = ["build", "initialize", "names", "prunable_layers", "register"]

@@ -1,0 +1,181 @@
+"""The run directory: where a run's results live, written atomically, read back safely.
+
+Layout (one directory per config hash):
+    config.toml                  the resolved config
+    summary.csv                  one row per (trial, variant, level)
+    trial_T/seed.json            the trial's recorded seed
+    trial_T/VARIANT/level_LL/    mask.safetensors, init.safetensors, final.safetensors,
+                                 history.csv, result.json (written last: marks the level done)
+                                 checkpoint.pt while training is under way
+`imp/level_00` is the dense network, shared by all variants; `path/level_LL` holds the
+continued-training path of strategy `continue`; `trial_T/rewind.safetensors` holds θk.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from lth.config import Config, from_dict
+from lth.errors import LthError, StoreError
+from lth.pruning import Mask
+
+DONE = "result.json"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a reader sees the old file or the whole new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def damaged(path: Path, why: str) -> StoreError:
+    return StoreError(f"run file {path} is damaged ({why}); delete {path.parent} to recompute it")
+
+
+class LevelDir:
+    """The stored results of one (trial, variant, level)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @property
+    def done(self) -> bool:
+        return (self.path / DONE).exists()
+
+    def save_tensors(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
+        data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        write_atomic(self.path / f"{name}.safetensors", save_safetensors(data))
+
+    def load_tensors(self, name: str) -> dict[str, torch.Tensor]:
+        return read_tensors(self.path / f"{name}.safetensors")
+
+    def save_mask(self, mask: Mask) -> None:
+        write_atomic(self.path / "mask.safetensors", mask.to_bytes())
+
+    def load_mask(self) -> Mask:
+        return Mask(read_tensors(self.path / "mask.safetensors"))
+
+    def save_history(self, rows: list[dict[str, float]], columns: tuple[str, ...]) -> None:
+        write_atomic(self.path / "history.csv", _csv_bytes(rows, columns))
+
+    def save_result(self, result: dict[str, Any]) -> None:
+        write_atomic(self.path / DONE, json.dumps(result, indent=2).encode())
+        (self.path / "checkpoint.pt").unlink(missing_ok=True)
+
+    def load_result(self) -> dict[str, Any]:
+        path = self.path / DONE
+        try:
+            return json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise damaged(path, str(err)) from None
+
+    def checkpoint(self, interval_s: float) -> FileCheckpoint:
+        return FileCheckpoint(self.path / "checkpoint.pt", interval_s)
+
+
+class FileCheckpoint:
+    """A training run's progress in one file, replaced atomically (see `training.Checkpoint`)."""
+
+    def __init__(self, path: Path, interval_s: float):
+        self.path, self.interval_s = path, interval_s
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise damaged(self.path, f"unreadable checkpoint: {err}") from None
+
+    def save(self, state: dict[str, Any]) -> None:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_atomic(self.path, buffer.getvalue())
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_safetensors(path.read_bytes())
+    except FileNotFoundError:
+        raise damaged(path, "file is missing") from None
+    except (SafetensorError, ValueError, OSError) as err:
+        raise damaged(path, str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+
+
+def _csv_bytes(rows: list[dict[str, Any]], columns: tuple[str, ...] | list[str]) -> bytes:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue().encode()
+
+
+class RunStore:
+    """A run directory for one config, created on first use and checked on every later one."""
+
+    def __init__(self, root: str | Path, config: Config):
+        self.config = config
+        self.path = Path(root) / run_name(config)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise StoreError(
+                f"cannot write the run directory {self.path} ({err.strerror}); choose another with --out DIR"
+            ) from None
+        self._check_config()
+        write_atomic(self.path / "config.toml", config.to_toml().encode())
+
+    def _check_config(self) -> None:
+        stored = self.path / "config.toml"
+        if not stored.exists():
+            return
+        try:
+            import tomllib
+
+            previous = from_dict(tomllib.loads(stored.read_text()))
+        except (LthError, ValueError, UnicodeDecodeError) as err:
+            raise damaged(stored, str(err)) from None
+        if previous.hash() != self.config.hash():
+            raise StoreError(
+                f"run directory {self.path} holds results of a different config; "
+                "move it away or choose another --out DIR"
+            )
+
+    def trial(self, trial: int) -> Path:
+        return self.path / f"trial_{trial}"
+
+    def level(self, trial: int, variant: str, level: int) -> LevelDir:
+        return LevelDir(self.trial(trial) / variant / f"level_{level:02d}")
+
+    def write_summary(self, rows: list[dict[str, Any]], columns: list[str]) -> Path:
+        path = self.path / "summary.csv"
+        write_atomic(path, _csv_bytes(rows, columns))
+        return path
+
+
+def run_name(config: Config) -> str:
+    """`<model>-<dataset>-<hash>`: readable, and unique per computed config."""
+    return f"{config.model.name}-{config.data.dataset}-{config.hash()}".replace(":", "_").replace("/", "_")

@@ -1,0 +1,273 @@
+"""The one training loop: iteration-based, masked, evaluated every N iterations, resumable.
+
+It knows nothing of levels or variants: it trains the model it is given, keeping the pruned
+weights of `mask` at exactly zero, and records the early-stopping point (the iteration of
+minimum validation loss and the test accuracy there, the paper's protocol).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lth.config import TrainingConfig
+from lth.data import Splits, augment_batch
+from lth.errors import LthError
+from lth.pruning import Mask
+from lth.seeds import derive_seed
+from lth.steps import Step
+from lth.training.evaluate import evaluate
+from lth.training.schedule import LrSchedule
+
+HISTORY_COLUMNS = ("iteration", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+
+
+class Checkpoint(Protocol):
+    """Where a training run keeps its progress so a killed process can continue it."""
+
+    interval_s: float
+
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]]
+    early_stop_iteration: int
+    early_stop_val_loss: float
+    early_stop_val_accuracy: float
+    early_stop_test_accuracy: float
+    final_test_accuracy: float
+    final_train_accuracy: float
+    final_train_loss: float
+    captured: dict[str, torch.Tensor] | None = None  # the weights at `capture_at`, if asked
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def record(self) -> dict[str, float | int]:
+        """The scalar results, as stored and summarised."""
+        return {
+            "early_stop_iteration": self.early_stop_iteration,
+            "early_stop_val_loss": self.early_stop_val_loss,
+            "early_stop_val_accuracy": self.early_stop_val_accuracy,
+            "early_stop_test_accuracy": self.early_stop_test_accuracy,
+            "final_test_accuracy": self.final_test_accuracy,
+            "final_train_accuracy": self.final_train_accuracy,
+            "final_train_loss": self.final_train_loss,
+        }
+
+
+def iterations_per_epoch(data: Splits, batch_size: int) -> int:
+    return max(len(data.train) // batch_size, 1)
+
+
+def make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+    # Fused kernels: one pass over all parameters per step (measured ~25% faster per LeNet step
+    # on 2 CPU cores than `foreach`), same arithmetic.
+    params = list(model.parameters())
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, fused=True
+    )
+
+
+def make_schedule(config: TrainingConfig, per_epoch: int) -> LrSchedule:
+    return LrSchedule(
+        base_lr=config.lr,
+        warmup=Step.parse(config.warmup).iterations(per_epoch),
+        milestones=tuple(Step.parse(m).iterations(per_epoch) for m in config.lr_milestones),
+        gamma=config.lr_gamma,
+    )
+
+
+class _BatchOrder:
+    """The data order of a run: a fresh seeded permutation each epoch, batches as index slices.
+
+    Iteration t's batch depends only on (seed, t), so a resumed run sees the same batches.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.per_epoch = max(n // batch_size, 1)
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def indices(self, iteration: int) -> torch.Tensor:
+        epoch, offset = divmod(iteration, self.per_epoch)
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, "order", epoch))
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=generator)
+        return self._perm[offset * self.batch_size : (offset + 1) * self.batch_size]
+
+
+def train(
+    model: nn.Module,
+    data: Splits,
+    config: TrainingConfig,
+    *,
+    seed: int,
+    mask: Mask | None = None,
+    start: int = 0,
+    augment: bool = False,
+    capture_at: int | None = None,
+    checkpoint: Checkpoint | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train `model` in place from iteration `start` to the end of `config.steps`.
+
+    `seed` fixes the data order, augmentation and dropout. With `mask`, pruned weights are
+    zeroed first and their gradients are zeroed every step, so neither the weights nor the
+    optimiser's state (moments, momentum) ever move away from zero. `capture_at` asks for a copy
+    of the weights at that iteration (θk for rewinding). `checkpoint` makes the run resumable.
+    """
+    device = data.train.x.device
+    per_epoch = iterations_per_epoch(data, config.batch_size)
+    total = Step.parse(config.steps).iterations(per_epoch)
+    every = Step.parse(config.eval_every).iterations(per_epoch)
+    if start > total:
+        raise LthError(f"cannot start training at iteration {start}: the budget is {total} iterations")
+    schedule = make_schedule(config, per_epoch)
+    optimizer = make_optimizer(model, config)
+    order = _BatchOrder(len(data.train), config.batch_size, seed)
+    params = dict(model.named_parameters())
+    masked = [(params[name], m.to(device)) for name, m in (mask or {}).items()]
+    if mask is not None:
+        mask.to(device).apply_(model)
+
+    history: list[dict[str, float]] = []
+    captured = _copy_state(model) if capture_at == start else None
+    iteration = start
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(derive_seed(seed, "dropout", start))
+        state = checkpoint.load() if checkpoint is not None else None
+        if state is not None:
+            iteration, history, captured = _restore(state, model, optimizer, device)
+            if on_progress:
+                on_progress(iteration - start)
+        else:
+            history.append(_evaluate_point(model, data, iteration))
+        last_save = time.monotonic()
+        model.train()
+        while iteration < total:
+            stop = min(total, (iteration // every + 1) * every)
+            for it in range(iteration, stop):
+                _step(
+                    model,
+                    optimizer,
+                    schedule(it),
+                    data,
+                    order.indices(it),
+                    masked,
+                    augment and derive_seed(seed, "augment", it),
+                )
+                if capture_at == it + 1:
+                    captured = _copy_state(model)
+            done, iteration = stop - iteration, stop
+            history.append(_evaluate_point(model, data, iteration))
+            model.train()
+            if on_progress:
+                on_progress(done)
+            if (
+                checkpoint is not None
+                and iteration < total
+                and time.monotonic() - last_save >= checkpoint.interval_s
+            ):
+                checkpoint.save(_snapshot(model, optimizer, iteration, history, captured, device))
+                last_save = time.monotonic()
+
+    best = min(history, key=lambda row: row["val_loss"])  # first minimum: earliest iteration
+    train_loss, train_acc = evaluate(model, data.train.x, data.train.y)
+    final = history[-1]
+    return TrainResult(
+        history=history,
+        early_stop_iteration=int(best["iteration"]),
+        early_stop_val_loss=best["val_loss"],
+        early_stop_val_accuracy=best["val_accuracy"],
+        early_stop_test_accuracy=best["test_accuracy"],
+        final_test_accuracy=final["test_accuracy"],
+        final_train_accuracy=train_acc,
+        final_train_loss=train_loss,
+        captured=captured,
+    )
+
+
+def _step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    lr: float,
+    data: Splits,
+    idx: torch.Tensor,
+    masked: list[tuple[torch.Tensor, torch.Tensor]],
+    augment_seed: int | bool,
+) -> None:
+    idx = idx.to(data.train.x.device)
+    x, y = data.train.x[idx], data.train.y[idx]
+    if augment_seed is not False:
+        x = augment_batch(x, torch.Generator().manual_seed(int(augment_seed)))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss = F.cross_entropy(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for param, m in masked:
+        param.grad.mul_(m)  # a pruned weight gets no gradient, so Adam/momentum state stays 0
+    optimizer.step()
+
+
+def _evaluate_point(model: nn.Module, data: Splits, iteration: int) -> dict[str, float]:
+    val_loss, val_acc = evaluate(model, data.val.x, data.val.y)
+    if math.isnan(val_loss):
+        raise LthError(
+            f"training diverged (validation loss is NaN) by iteration {iteration}; "
+            "lower training.lr or add training.warmup"
+        )
+    test_loss, test_acc = evaluate(model, data.test.x, data.test.y)
+    return {
+        "iteration": iteration,
+        "val_loss": val_loss,
+        "val_accuracy": val_acc,
+        "test_loss": test_loss,
+        "test_accuracy": test_acc,
+    }
+
+
+def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _snapshot(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    iteration: int,
+    history: list[dict[str, float]],
+    captured: dict[str, torch.Tensor] | None,
+    device: torch.device,
+) -> dict[str, Any]:
+    return {
+        "iteration": iteration,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "history": history,
+        "captured": captured,
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+
+
+def _restore(
+    state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
+) -> tuple[int, list[dict[str, float]], dict[str, torch.Tensor] | None]:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    if state.get("cuda_rng") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    return state["iteration"], state["history"], state["captured"]

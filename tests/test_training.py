@@ -1,0 +1,158 @@
+"""The training loop: masks hold through training and optimiser state, schedules are exact,
+early stopping follows the validation loss, and a resumed run is identical to an unbroken one."""
+
+import pytest
+import torch
+
+from lth.config import PruningConfig, TrainingConfig
+from lth.models import build, initialize
+from lth.pruning import PruningPlan
+from lth.training import LrSchedule, train
+from tests.helpers import tiny_splits
+
+
+def _setup(optimizer="adam", **training):
+    data = tiny_splits()
+    model = initialize(build("lenet300", data.input_shape, data.num_classes, hidden=(32, 16)), seed=0)
+    plan = PruningPlan.for_model(model, PruningConfig())
+    mask = plan.prune(plan.dense_mask(model), dict(model.named_parameters()), rounds=4)
+    settings = {"steps": "60it", "eval_every": "20it", "batch_size": 30} | training
+    config = TrainingConfig(optimizer=optimizer, **settings)
+    return data, model, mask, config
+
+
+@pytest.mark.parametrize(("optimizer", "extra"), [
+    ("adam", {}),
+    ("adam", {"weight_decay": 1e-3}),
+    ("sgd", {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3}),
+])
+def test_pruned_weights_and_their_optimiser_state_stay_exactly_zero(optimizer, extra):
+    data, model, mask, config = _setup(optimizer, **extra)
+    with torch.no_grad():  # start from unmasked weights: train() must zero them itself
+        model.get_parameter("hidden.0.weight").add_(0.01)
+    seen_state = []
+
+    class Spy:
+        interval_s = 0.0
+
+        def load(self):
+            return None
+
+        def save(self, state):
+            seen_state.append(state["optimizer"])
+
+    train(model, data, config, seed=1, mask=mask, checkpoint=Spy())
+    params = dict(model.named_parameters())
+    for name, m in mask.items():
+        assert torch.all(params[name][m == 0] == 0), name
+        assert torch.any(params[name][m == 1] != 0), name
+    # optimiser state, in the order of model.parameters()
+    index = {name: i for i, name in enumerate(params)}
+    for state in seen_state:
+        for name, m in mask.items():
+            for key, value in state["state"][index[name]].items():
+                if torch.is_tensor(value) and value.shape == m.shape:
+                    assert torch.all(value[m == 0] == 0), (name, key)
+
+
+def test_negative_weights_train_like_positive_ones():
+    """Surviving negative weights are kept and updated as often as positive ones: masks key on
+    |w|, never on w, and nothing clamps a sign."""
+    data, model, mask, config = _setup()
+    before = model.get_parameter("hidden.0.weight").detach().clone()
+    train(model, data, config, seed=1, mask=mask)
+    after = model.get_parameter("hidden.0.weight").detach()
+    kept = mask["hidden.0.weight"] == 1
+    negative, positive = kept & (before < 0), kept & (before > 0)
+    moved_neg = (after[negative] != before[negative]).float().mean()
+    moved_pos = (after[positive] != before[positive]).float().mean()
+    assert moved_neg > 0.9 and moved_pos > 0.9
+    # the mask kept the largest magnitudes of both signs
+    assert before[negative].abs().min() > 0 and before[negative].numel() > 0.3 * kept.sum()
+
+
+def test_learning_rate_warmup_and_step_decay_are_exact():
+    s = LrSchedule(base_lr=0.1, warmup=100, milestones=(200, 300), gamma=0.1)
+    assert s(0) == 0.0
+    assert s(50) == pytest.approx(0.05)
+    assert s(100) == pytest.approx(0.1) and s(199) == pytest.approx(0.1)
+    assert s(200) == pytest.approx(0.01) and s(300) == pytest.approx(0.001)
+
+
+def test_the_optimiser_uses_the_scheduled_rate():
+    data, model, mask, config = _setup("sgd", lr=0.5, warmup="40it")
+    seen = []
+
+    class Spy(torch.optim.SGD):
+        def step(self, closure=None):
+            seen.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    import lth.training.loop as loop
+
+    original = loop.make_optimizer
+    loop.make_optimizer = lambda m, c: Spy(m.parameters(), lr=c.lr)
+    try:
+        train(model, data, config, seed=0)
+    finally:
+        loop.make_optimizer = original
+    assert seen[:3] == [0.0, 0.5 / 40, 1.0 / 40] and seen[40:] == [0.5] * 20
+
+
+def test_early_stop_is_the_first_minimum_of_validation_loss():
+    data, model, mask, config = _setup(steps="200it", eval_every="10it")
+    result = train(model, data, config, seed=0)
+    losses = [row["val_loss"] for row in result.history]
+    assert [row["iteration"] for row in result.history] == list(range(0, 201, 10))
+    best = losses.index(min(losses))
+    assert result.early_stop_iteration == best * 10
+    assert result.early_stop_test_accuracy == result.history[best]["test_accuracy"]
+    assert result.final_test_accuracy == result.history[-1]["test_accuracy"]
+    assert 0 <= result.final_train_accuracy <= 1 and result.final_train_accuracy > 0.5
+
+
+def test_same_seed_same_numbers_and_a_different_seed_a_different_order():
+    results = []
+    for seed in (3, 3, 4):
+        data, model, mask, config = _setup()
+        results.append(train(model, data, config, seed=seed, mask=mask).history)
+    assert results[0] == results[1]
+    assert results[0] != results[2]
+
+
+def test_a_run_interrupted_anywhere_resumes_to_identical_results(tmp_path):
+    from lth.store import FileCheckpoint
+
+    data, model, mask, config = _setup(steps="100it", eval_every="10it")
+    reference_model = initialize(build("lenet300", data.input_shape, data.num_classes, hidden=(32, 16)), 0)
+    reference = train(reference_model, data, config, seed=5, mask=mask)
+
+    class Killed(Exception):
+        pass
+
+    checkpoint = FileCheckpoint(tmp_path / "checkpoint.pt", interval_s=0.0)
+    done = [0]
+
+    def die_at_70(n):
+        done[0] += n
+        if done[0] == 70:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(model, data, config, seed=5, mask=mask, checkpoint=checkpoint, on_progress=die_at_70)
+    assert checkpoint.load()["iteration"] == 60  # the last save before the kill
+    fresh = initialize(build("lenet300", data.input_shape, data.num_classes, hidden=(32, 16)), 0)
+    resumed = train(fresh, data, config, seed=5, mask=mask, checkpoint=checkpoint)
+    assert resumed.history == reference.history
+    assert resumed.record() == reference.record()
+    for a, b in zip(fresh.parameters(), reference_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_rewind_capture_takes_the_weights_at_iteration_k():
+    data, model, mask, config = _setup(steps="30it")
+    first = initialize(build("lenet300", data.input_shape, data.num_classes, hidden=(32, 16)), 0)
+    short = TrainingConfig(**{**config.__dict__, "steps": "7it"})
+    train(first, data, short, seed=2)
+    result = train(model, data, config, seed=2, capture_at=7)
+    assert all(torch.equal(result.captured[k], v) for k, v in first.state_dict().items())
