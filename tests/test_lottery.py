@@ -195,4 +195,4 @@ def test_find_tickets_on_a_users_own_module_and_tensors(tmp_path):
     assert imp.level.tolist() == [0, 1, 2]
     assert imp.percent_remaining.iloc[2] < 40
     assert imp.final_test_accuracy.iloc[0] > 0.5  # the toy problem is learnable
-    assert "module:Mine" in summary.attrs["run_dir"]
+    assert "module_Mine" in summary.attrs["run_dir"]
