@@ -196,3 +196,36 @@ def test_find_tickets_on_a_users_own_module_and_tensors(tmp_path):
     assert imp.percent_remaining.iloc[2] < 40
     assert imp.final_test_accuracy.iloc[0] > 0.5  # the toy problem is learnable
     assert "module_Mine" in summary.attrs["run_dir"]
+
+
+def test_an_interrupted_run_finishes_with_the_summary_of_an_unbroken_one(tmp_path, monkeypatch):
+    """Stop the process (in-process here; test_cli kills a real one) inside each variant's level
+    in turn, run again, and compare every number with a run that was never stopped."""
+    _, _, reference = _run(tmp_path / "clean", "lottery.levels=2")
+    import lth.lottery.runner as runner
+
+    real_train = runner.train
+
+    class Stop(Exception):
+        pass
+
+    for stop_at in (1, 3, 4, 6):  # inside level-1 imp, random, level-2 imp, random
+        calls = [0]
+
+        def stopping_train(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == stop_at:
+                kwargs["on_progress"] = lambda n: (_ for _ in ()).throw(Stop())
+            return real_train(*args, **kwargs)
+
+        monkeypatch.setattr(runner, "train", stopping_train)
+        config = _config("lottery.levels=2")
+        store = RunStore(tmp_path / "stopped", config)
+        runtime = Runtime(progress=False, checkpoint_interval_s=0.0)
+        try:
+            Experiment(config, DATA, _make_model, store, runtime).run()
+        except Stop:
+            pass
+    monkeypatch.setattr(runner, "train", real_train)
+    _, _, resumed = _run(tmp_path / "stopped", "lottery.levels=2")
+    pd.testing.assert_frame_equal(resumed, reference)

@@ -119,3 +119,14 @@ def test_mask_saves_and_loads_exactly(tmp_path):
     assert loaded.remaining() == mask.remaining()
     assert all(torch.equal(loaded[n], mask[n]) for n in mask)
     assert loaded.layer_fractions()["output.weight"] == pytest.approx(0.81)
+
+
+def test_a_reloaded_mask_gives_the_same_random_control():
+    """safetensors does not keep the order of layers; a resumed run must draw the same mask."""
+    model = _lenet()
+    plan = PruningPlan.for_model(model, PruningConfig())
+    mask = plan.prune(plan.dense_mask(model), dict(model.named_parameters()))
+    reloaded = Mask.from_bytes(mask.to_bytes())
+    a = random_like(mask, torch.Generator().manual_seed(5))
+    b = random_like(reloaded, torch.Generator().manual_seed(5))
+    assert all(torch.equal(a[n], b[n]) for n in mask)

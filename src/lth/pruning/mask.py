@@ -18,7 +18,9 @@ class Mask(Mapping[str, torch.Tensor]):
     """
 
     def __init__(self, tensors: Mapping[str, torch.Tensor]):
-        self._tensors = {name: t.detach().to(torch.float32) for name, t in tensors.items()}
+        # Layers in sorted order, whatever order they came in (safetensors does not keep it), so
+        # anything that walks a mask, such as drawing a random one, is the same after a reload.
+        self._tensors = {name: tensors[name].detach().to(torch.float32) for name in sorted(tensors)}
 
     @classmethod
     def ones(cls, model: nn.Module, names: list[str]) -> Mask:

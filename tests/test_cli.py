@@ -1,0 +1,103 @@
+"""The command line as a user meets it: real processes, real MNIST, real SIGKILL."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+QUICK = ["--set", "training.steps='300it'", "--set", "lottery.levels=2", "--quiet"]
+
+
+def lth(*args: str, data_dir: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
+    env = os.environ | ({"LTH_DATA_DIR": str(data_dir)} if data_dir else {})
+    return subprocess.run([sys.executable, "-m", "lth", *args], capture_output=True, text=True, env=env,
+                          timeout=600, **kwargs)
+
+
+def test_presets_lists_name_description_and_runtime():
+    out = lth("presets")
+    assert out.returncode == 0
+    line = next(l for l in out.stdout.splitlines() if l.startswith("lenet-mnist-quick "))
+    assert "LeNet-300-100" in line and "minutes" in line
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "no-such-preset"], "unknown preset 'no-such-preset'"),
+    (["run", "lenet-mnist", "--set", "pruning.rates.fc=1.5"], "pruning.rates.fc must be in"),
+    (["run", "lenet-mnist", "--set", "training.steps='-5it'"], "bad step"),
+    (["run", "lenet-mnist", "--set", "training.nesterov=true"], "unknown config key 'training.nesterov'"),
+    (["run", "missing.toml"], "config file missing.toml does not exist"),
+    (["data", "fetch", "imagenet"], "imagenet"),
+    (["report", "/no/such/run"], "does not exist"),
+])
+def test_bad_input_is_one_line_on_stderr_and_a_nonzero_exit(args, message):
+    out = lth(*args)
+    assert out.returncode == 1
+    assert message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_data_names_the_fetch_command(tmp_path):
+    out = lth("run", "lenet-mnist-quick", *QUICK, "--out", str(tmp_path / "runs"), data_dir=tmp_path / "empty")
+    assert out.returncode == 1
+    assert "lth data fetch mnist" in out.stderr
+
+
+def test_an_unwritable_out_directory_is_refused(tmp_path, mnist_root):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = lth("run", "lenet-mnist-quick", *QUICK, "--out", str(blocker / "runs"), data_dir=mnist_root)
+    assert out.returncode == 1 and "cannot write the run directory" in out.stderr
+
+
+def test_a_config_file_runs_like_a_preset(tmp_path, mnist_root):
+    import lth as api
+
+    config = api.with_overrides(api.load_preset("lenet-mnist-quick"),
+                                ["training.steps='200it'", "lottery.levels=1", "lottery.variants=['imp']"])
+    path = tmp_path / "mine.toml"
+    path.write_text(config.to_toml())
+    out = lth("run", str(path), "--out", str(tmp_path / "runs"), data_dir=mnist_root)
+    assert out.returncode == 0, out.stderr
+    run_dir = Path(out.stdout.strip().splitlines()[-1].removeprefix("results: "))
+    assert (run_dir / "summary.csv").read_text().count("\n") == 3  # header + levels 0 and 1
+    report = lth("report", str(run_dir))
+    assert report.returncode == 0 and "imp" in report.stdout
+
+
+def test_sigkill_in_the_middle_of_a_level_then_rerun_gives_the_same_summary(tmp_path, mnist_root):
+    """Kill -9 while level 1's ticket is training (a checkpoint exists, no result yet), run the
+    same command again, and compare with a run that was never interrupted."""
+    args = ["run", "lenet-mnist-quick", *QUICK, "--checkpoint-every", "0"]
+    clean = lth(*args, "--out", str(tmp_path / "clean"), data_dir=mnist_root)
+    assert clean.returncode == 0, clean.stderr
+
+    env = os.environ | {"LTH_DATA_DIR": str(mnist_root)}
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "lth", *args, "--out", str(out)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    checkpoint = None
+    while time.monotonic() < deadline and process.poll() is None:
+        found = list(out.glob("*/trial_0/imp/level_01/checkpoint.pt"))
+        if found:
+            checkpoint = found[0]
+            break
+        time.sleep(0.02)
+    assert checkpoint is not None, "the run finished or stalled before level 1 checkpointed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    level_dir = checkpoint.parent
+    assert not (level_dir / "result.json").exists(), "killed too late: level 1 had finished"
+
+    resumed = lth(*args, "--out", str(out), data_dir=mnist_root)
+    assert resumed.returncode == 0, resumed.stderr
+    [clean_summary] = (tmp_path / "clean").glob("*/summary.csv")
+    [resumed_summary] = out.glob("*/summary.csv")
+    assert resumed_summary.read_text() == clean_summary.read_text()
+    assert not list(out.rglob("*.tmp")), "a temporary file was left behind"
