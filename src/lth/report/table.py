@@ -8,19 +8,55 @@ import pandas as pd
 
 from lth.errors import StoreError
 
+# What every summary.csv holds (DESIGN.md's contract); a file without them is damaged.
+REQUIRED_COLUMNS = (
+    "trial",
+    "variant",
+    "level",
+    "percent_remaining",
+    "early_stop_iteration",
+    "early_stop_val_loss",
+    "early_stop_test_accuracy",
+    "final_test_accuracy",
+    "final_train_accuracy",
+)
+# Numeric columns the runner also writes; older or hand-made summaries may lack them.
+OPTIONAL_NUMERIC = ("seed", "early_stop_val_accuracy", "final_train_loss")
+
 
 def read_summary(run_dir: str | Path) -> pd.DataFrame:
+    """A run's summary.csv, checked: every required column present, numbers where numbers belong."""
     path = Path(run_dir) / "summary.csv"
     if not Path(run_dir).is_dir():
         raise StoreError(f"run directory {run_dir} does not exist; give the path `lth run` printed")
     if not path.exists():
         raise StoreError(f"{run_dir} has no summary.csv yet: no level has finished; run `lth run` first")
+    fix = "run the same `lth run` again to rewrite it from the stored levels"
     try:
-        return pd.read_csv(path)
+        summary = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise StoreError(
-            f"run file {path} is damaged ({err}); run the same `lth run` again to rewrite it"
-        ) from None
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StoreError(f"run file {path} is damaged ({why}); {fix}") from None
+    absent = [c for c in REQUIRED_COLUMNS if c not in summary.columns]
+    if absent:
+        raise StoreError(f"run file {path} is damaged (no column {', '.join(absent)}); {fix}")
+    if summary.empty:
+        raise StoreError(f"{path} lists no finished level yet; run `lth run` until one finishes")
+    if summary["variant"].isna().any():
+        row = int(summary["variant"].isna().idxmax()) + 2
+        raise StoreError(f"run file {path} is damaged (line {row}: no variant); {fix}")
+    summary["variant"] = summary["variant"].astype(str)
+    numeric = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_NUMERIC) if c in summary.columns and c != "variant"]
+    for column in numeric:
+        numbers = pd.to_numeric(summary[column], errors="coerce")
+        bad = numbers.isna() & (summary[column].notna() | (column in REQUIRED_COLUMNS))
+        if bad.any():
+            row = int(bad.idxmax()) + 2  # +1 for the header, +1 to count lines from 1 as editors do
+            raise StoreError(f"run file {path} is damaged (line {row}: {column} is not a number); {fix}")
+        summary[column] = numbers
+    for column in ("trial", "level"):
+        summary[column] = summary[column].astype(int)
+    return summary
 
 
 def level_table(summary: pd.DataFrame) -> pd.DataFrame:

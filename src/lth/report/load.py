@@ -1,0 +1,247 @@
+"""One run directory, read for a report: its config, its summary, and what it still lacks.
+
+A report never fails because a run is unfinished: it reports the levels that are stored and
+lists the (trial, variant, level) triples the config asks for that summary.csv does not hold yet.
+Per-level files a figure needs (history.csv, result.json, masks) are read only for levels the
+summary lists as done; one that is missing or unreadable is skipped with a note, not an error.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from lth.config import Config, from_dict
+from lth.errors import LthError, StoreError
+from lth.report.table import read_summary
+from lth.steps import Step
+from lth.store import read_tensors
+
+VARIANT_ORDER = ("imp", "reinit", "random")
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A (trial, variant, level) the config asks for that the summary does not hold yet."""
+
+    trial: int
+    variant: str
+    level: int
+    under_way: bool  # its directory holds a checkpoint or a mask: started, not finished
+    unlisted: bool = False  # its result.json exists, but summary.csv was not rewritten after it
+
+
+@dataclass
+class RunData:
+    path: Path
+    config: Config
+    summary: pd.DataFrame
+    label: str = ""  # how figures and tables name this run (see `compare.label_runs`)
+    missing: list[Missing] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # files a figure wanted but could not read
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    @property
+    def variants(self) -> list[str]:
+        """The variants the summary holds, in the paper's order (imp first), then any others."""
+        present = list(dict.fromkeys(self.summary["variant"]))
+        return [v for v in VARIANT_ORDER if v in present] + [v for v in present if v not in VARIANT_ORDER]
+
+    def level_dir(self, trial: int, variant: str, level: int) -> Path:
+        # Level 0 is the dense network, stored once under imp and shared by every variant.
+        stored = "imp" if level == 0 else variant
+        return self.path / f"trial_{trial}" / stored / f"level_{level:02d}"
+
+    def iterations(self) -> int | None:
+        """Training iterations per level, as the runner recorded them (epochs already converted)."""
+        for row in self.summary.itertuples():
+            result = self._result(int(row.trial), "imp", int(row.level))
+            if result is not None and "iterations" in result:
+                return int(result["iterations"])
+        # No readable result.json: the config says, when it counts in iterations (epochs need the data).
+        steps = Step.parse(self.config.training.steps)
+        return steps.value if steps.unit == "it" else None
+
+    # --- per-level files, for figures ------------------------------------------------------------
+
+    def history(self, variant: str, level: int) -> pd.DataFrame | None:
+        """Test accuracy against iteration for one (variant, level), averaged over its trials.
+
+        Columns: iteration, test_accuracy (mean), test_accuracy_min, test_accuracy_max, trials.
+        """
+        rows = self.summary[(self.summary.variant == variant) & (self.summary.level == level)]
+        curves = []
+        for trial in sorted(rows.trial.unique()):
+            path = self.level_dir(int(trial), variant, level) / "history.csv"
+            try:
+                curve = pd.read_csv(path, usecols=["iteration", "test_accuracy"])
+            except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError):
+                self.notes.append(f"{path} is missing or unreadable: left out of the accuracy curves")
+                continue
+            curves.append(curve.assign(trial=trial))
+        if not curves:
+            return None
+        grouped = pd.concat(curves).groupby("iteration")["test_accuracy"]
+        out = grouped.agg(["mean", "min", "max", "count"]).reset_index()
+        return out.rename(
+            columns={
+                "mean": "test_accuracy",
+                "min": "test_accuracy_min",
+                "max": "test_accuracy_max",
+                "count": "trials",
+            }
+        )
+
+    def layer_sparsity(self) -> pd.DataFrame | None:
+        """Per imp level and prunable layer: weights remaining, layer size and percent remaining.
+
+        Counts come from each level's result.json (`remaining_per_layer`), or its mask where an
+        older result lacks them; sizes from the mask. Averaged over trials (global pruning can
+        leave each trial's layers differently sparse; layer-wise pruning cannot).
+        """
+        sizes: dict[str, int] | None = None
+        rows = []
+        imp = self.summary[self.summary.variant == "imp"]
+        for trial, level in imp[["trial", "level"]].itertuples(index=False):
+            level_path = self.level_dir(int(trial), "imp", int(level))
+            result = self._result(int(trial), "imp", int(level))
+            remaining = (result or {}).get("remaining_per_layer")
+            if sizes is None or remaining is None:
+                try:
+                    mask = read_tensors(level_path / "mask.safetensors")
+                except StoreError:
+                    self.notes.append(f"{level_path / 'mask.safetensors'} is unreadable: layer sizes unknown")
+                    continue
+                sizes = sizes or {name: t.numel() for name, t in mask.items()}
+                if remaining is None:
+                    remaining = {name: int(t.sum().item()) for name, t in mask.items()}
+            for layer, count in remaining.items():
+                rows.append({"trial": trial, "level": level, "layer": layer, "remaining": count})
+        if not rows or sizes is None:
+            return None
+        table = pd.DataFrame(rows).groupby(["level", "layer"], sort=False)["remaining"].mean().reset_index()
+        table["size"] = table["layer"].map(sizes)
+        table["percent_remaining"] = 100 * table["remaining"] / table["size"]
+        pm = imp.groupby("level")["percent_remaining"].mean()
+        table["level_percent_remaining"] = table["level"].map(pm)
+        return table.sort_values(["level", "layer"], key=_layer_order(list(sizes))).reset_index(drop=True)
+
+    def _result(self, trial: int, variant: str, level: int) -> dict | None:
+        path = self.level_dir(trial, variant, level) / "result.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+
+
+def _layer_order(layers: list[str]):
+    """Sort key keeping layers in the model's order (the mask's), not alphabetical."""
+    rank = {name: i for i, name in enumerate(layers)}
+
+    def key(column: pd.Series) -> pd.Series:
+        return column.map(rank).fillna(len(rank)) if column.name == "layer" else column
+
+    return key
+
+
+def read_run(run_dir: str | Path) -> RunData:
+    """A run directory's config and summary; raises `StoreError` naming the problem and the fix."""
+    path = Path(run_dir)
+    summary = read_summary(path)  # checks the directory and summary.csv first: the commoner mistakes
+    config = read_config(path)
+    order = {v: i for i, v in enumerate(VARIANT_ORDER)}
+    summary = summary.sort_values(
+        ["variant", "level", "trial"],
+        key=lambda c: c.map(order).fillna(len(order)) if c.name == "variant" else c,
+    ).reset_index(drop=True)
+    run = RunData(path=path, config=config, summary=summary)
+    run.missing = find_missing(run)
+    return run
+
+
+def read_config(run_dir: Path) -> Config:
+    path = run_dir / "config.toml"
+    try:
+        return from_dict(tomllib.loads(path.read_text()))
+    except FileNotFoundError:
+        raise StoreError(
+            f"{run_dir} has no config.toml, so it is not a run directory `lth run` wrote; "
+            "give the directory `lth run` printed"
+        ) from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, LthError) as err:
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise StoreError(
+            f"run file {path} is damaged ({why}); restore it or re-run the config that made this run"
+        ) from None
+
+
+def find_missing(run: RunData) -> list[Missing]:
+    """What the config's trials × variants × levels ask for and summary.csv lacks."""
+    lot = run.config.lottery
+    done = set(run.summary[["trial", "variant", "level"]].itertuples(index=False, name=None))
+    missing = []
+    for trial in range(lot.trials):
+        for variant in lot.variants:
+            for level in range(lot.levels + 1):
+                if (trial, variant, level) in done:
+                    continue
+                folder = run.level_dir(trial, variant, level)
+                unlisted = (folder / "result.json").exists()  # killed between its result and the summary
+                started = (folder / "checkpoint.pt").exists() or (folder / "mask.safetensors").exists()
+                missing.append(Missing(trial, variant, level, started and not unlisted, unlisted))
+    return missing
+
+
+def describe_missing(run: RunData) -> list[str]:
+    """One line per trial with missing work, e.g. 'trial 1: imp levels 3–4, reinit levels 3–4'."""
+    lot = run.config.lottery
+    lines = []
+    by_trial: dict[int, list[Missing]] = {}
+    for item in run.missing:
+        by_trial.setdefault(item.trial, []).append(item)
+    for trial, items in sorted(by_trial.items()):
+        if len(items) == len(lot.variants) * (lot.levels + 1):
+            lines.append(f"trial {trial}: not started")
+            continue
+        parts = []
+        for variant in lot.variants:
+            levels = [m.level for m in items if m.variant == variant]
+            if levels:
+                parts.append(f"{variant} {_ranges(levels)}")
+        line = f"trial {trial}: " + ", ".join(parts)
+        under_way = sorted({(m.variant if m.level else "imp", m.level) for m in items if m.under_way})
+        if under_way:
+            line += " (under way or interrupted: " + ", ".join(f"{v} level {lv}" for v, lv in under_way) + ")"
+        unlisted = sorted({(m.variant if m.level else "imp", m.level) for m in items if m.unlisted})
+        if unlisted:
+            line += (
+                " (finished but not in summary.csv: "
+                + ", ".join(f"{v} level {lv}" for v, lv in unlisted)
+                + "; run the same `lth run` again to list them)"
+            )
+        lines.append(line)
+    return lines
+
+
+def _ranges(levels: list[int]) -> str:
+    """[1, 2, 3, 5] → 'levels 1–3, 5'."""
+    levels = sorted(levels)
+    spans: list[list[int]] = []
+    for level in levels:
+        if spans and level == spans[-1][1] + 1:
+            spans[-1][1] = level
+        else:
+            spans.append([level, level])
+    text = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in spans)
+    return f"level{'s' if len(levels) > 1 else ''} {text}"

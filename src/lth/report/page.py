@@ -1,0 +1,409 @@
+"""The report page, written twice from one outline: report.md (figures beside it as files) and a
+self-contained report.html (figures embedded as SVG data URIs, so it can be mailed or archived
+alone). Building an outline of blocks first keeps the two pages saying the same thing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+import lth
+from lth.report import paper as published
+from lth.report.figures import FigureFile
+from lth.report.findings import CONTROLS
+from lth.report.load import RunData
+from lth.store import write_atomic
+
+if TYPE_CHECKING:
+    from lth.report.build import Report, RunReport
+
+VERDICT_MARKS = {
+    published.HOLDS: "✓ holds",
+    published.PARTLY: "~ partly",
+    published.FAILS: "✗ does not hold",
+    published.NOT_REACHED: "– not reached",
+    published.NO_DATA: "– no data",
+}
+
+
+# --- the outline -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass
+class Para:
+    text: str
+    warn: bool = False  # shown as a call-out: a caveat the reader must not miss
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Figure:
+    figure: FigureFile
+
+
+@dataclass
+class Code:
+    text: str
+    title: str = ""
+
+
+@dataclass
+class Outline:
+    title: str
+    blocks: list[Heading | Para | Bullets | Table | Figure | Code] = field(default_factory=list)
+
+    def add(self, *blocks: Heading | Para | Bullets | Table | Figure | Code) -> None:
+        self.blocks.extend(blocks)
+
+
+def outline(report: Report) -> Outline:
+    runs = report.runs
+    several = len(runs) > 1
+    subject = ", ".join(
+        dict.fromkeys(f"{r.run.config.model.name} on {r.run.config.data.dataset}" for r in runs)
+    )
+    page = Outline(f"Lottery-ticket report: {subject}" + (f" ({len(runs)} runs compared)" if several else ""))
+    page.add(
+        Para(
+            f"Written by lth {lth.__version__} from the stored results; accuracies are percents, "
+            "means over trials (± standard deviation where there are several)."
+        )
+    )
+
+    page.add(Heading(2, "Runs"))
+    if several:
+        keys = ", ".join(f"`{k}`" for k in report.differing_keys) or "nothing (identical configs)"
+        page.add(Para(f"The runs differ in {keys}; each is labelled by its values of those settings."))
+    page.add(
+        Table(
+            ["run", "directory", "trials", "levels", "iterations per level", "status"],
+            [
+                [
+                    r.run.label,
+                    f"`{r.run.path}`",
+                    str(r.run.config.lottery.trials),
+                    str(r.run.config.lottery.levels),
+                    f"{r.iterations:,}" if r.iterations else "?",
+                    _status(r),
+                ]
+                for r in runs
+            ],
+        )
+    )
+    for r in runs:
+        if r.missing:
+            page.add(
+                Para(
+                    f"{_who(r, several)}is incomplete (still running, or interrupted): the figures and "
+                    f"tables show the {len(r.run.summary)} of {r.expected_rows} results stored so far. "
+                    "Missing:",
+                    warn=True,
+                )
+            )
+            page.add(Bullets(r.missing))
+        if r.run.notes:
+            page.add(Para(f"{_who(r, several)}has unreadable files, left out of the figures:", warn=True))
+            page.add(Bullets(sorted(set(r.run.notes))))
+
+    page.add(Heading(2, "Findings"))
+    for r in runs:
+        if several:
+            page.add(Heading(3, r.run.label))
+        page.add(Bullets(r.findings.sentences()))
+
+    page.add(Heading(2, "Against the paper"))
+    for r in runs:
+        if several:
+            page.add(Heading(3, r.run.label))
+        _paper_section(page, r)
+
+    page.add(Heading(2, "Figures"))
+    for figure in report.figures:
+        page.add(Heading(3, figure.title), Figure(figure), Para(figure.caption))
+
+    page.add(Heading(2, "Results per variant and level"))
+    for r in runs:
+        for variant in r.run.variants:
+            page.add(Heading(3, f"{r.run.label}: {variant}" if several else variant))
+            page.add(_level_table(r.aggregate[r.aggregate.variant == variant]))
+        controls = _controls_table(r)
+        if controls is not None:
+            page.add(
+                Heading(
+                    3, f"{r.run.label}: IMP against its controls" if several else "IMP against its controls"
+                )
+            )
+            page.add(
+                Para(
+                    "Early-stop test accuracy of the ticket minus the control's (points), and how many "
+                    "times later the control stops (its early-stop iteration over IMP's), per trial "
+                    "then averaged."
+                )
+            )
+            page.add(controls)
+    page.add(Para("Every number above is in `aggregate.csv` (mean, std, min and max over trials)."))
+
+    page.add(Heading(2, "Configuration"))
+    for r in runs:
+        page.add(Code(_config_text(r.run), title=f"{r.run.label}: config.toml" if several else "config.toml"))
+    return page
+
+
+def _who(r: RunReport, several: bool) -> str:
+    return f"Run {r.run.label} " if several else "This run "
+
+
+def _status(r: RunReport) -> str:
+    if r.missing:
+        return f"partial: {len(r.run.summary)} of {r.expected_rows} results"
+    return "complete"
+
+
+def _paper_section(page: Outline, r: RunReport) -> None:
+    comparison = r.paper
+    if comparison is None:
+        page.add(
+            Para(
+                "No published experiment has this run's settings, so its numbers are not set beside "
+                "the paper's."
+            )
+        )
+        if r.near_misses:
+            page.add(Para("Closest published experiments:"), Bullets(r.near_misses))
+        return
+    page.add(
+        Para(
+            f"This run reproduces **{comparison.title}** (Frankle & Carbin, ICLR 2019, {comparison.source})."
+        )
+    )
+    if comparison.shortened:
+        page.add(
+            Para(
+                f"Shortened run: {comparison.iterations:,} training iterations per level where the paper "
+                f"trains {comparison.paper_iterations:,}. Its numbers are set beside the paper's for "
+                "orientation; they are not comparable one-for-one.",
+                warn=True,
+            )
+        )
+    if comparison.deviations:
+        page.add(Para("Settings that differ from the paper's:"), Bullets(comparison.deviations))
+    page.add(
+        Table(
+            ["claim", "source", "paper", "this run", "verdict"],
+            [
+                [c.text, c.source, c.paper, c.ours, VERDICT_MARKS.get(c.verdict, c.verdict)]
+                for c in comparison.checks
+            ],
+        )
+    )
+    page.add(
+        Para(
+            "A claim at Pm P is checked at the run's level nearest P (within a factor "
+            f'{published.PM_TOLERANCE:g}); "partly" means the effect is there but smaller than published.'
+        )
+    )
+
+
+def _level_table(rows: pd.DataFrame) -> Table:
+    body = []
+    for row in rows.itertuples():
+        body.append(
+            [
+                str(row.level),
+                f"{row.percent_remaining_mean:.1f}",
+                str(row.trials),
+                _mean_std(row.early_stop_iteration_mean, row.early_stop_iteration_std, 1, 0),
+                _mean_std(row.early_stop_test_accuracy_mean, row.early_stop_test_accuracy_std, 100, 2),
+                _mean_std(row.final_test_accuracy_mean, row.final_test_accuracy_std, 100, 2),
+                _mean_std(row.final_train_accuracy_mean, row.final_train_accuracy_std, 100, 2),
+            ]
+        )
+    return Table(
+        [
+            "level",
+            "Pm %",
+            "trials",
+            "early-stop iteration",
+            "early-stop test %",
+            "final test %",
+            "final train %",
+        ],
+        body,
+    )
+
+
+def _controls_table(r: RunReport) -> Table | None:
+    table = r.findings.controls
+    present = [c for c in CONTROLS if f"imp_minus_{c}" in table]
+    if table.empty or not present:
+        return None
+    header = ["level", "Pm %"]
+    for c in present:
+        header += [f"IMP − {c} (pt)", f"{c} stops later (×)"]
+    body = []
+    for row in table.to_dict(orient="records"):
+        cells = [str(int(row["level"])), f"{row['percent_remaining']:.1f}"]
+        for c in present:
+            cells += [_num(row[f"imp_minus_{c}"], "{:+.2f}"), _num(row[f"{c}_over_imp_iteration"], "{:.2f}")]
+        body.append(cells)
+    return Table(header, body)
+
+
+def _mean_std(mean: float, std: float, scale: float, digits: int) -> str:
+    text = f"{scale * mean:.{digits}f}"
+    return text if pd.isna(std) else f"{text} ± {scale * std:.{digits}f}"
+
+
+def _num(value: float, fmt: str) -> str:
+    return "–" if pd.isna(value) else fmt.format(value)
+
+
+def _config_text(run: RunData) -> str:
+    try:
+        return (run.path / "config.toml").read_text().strip()
+    except OSError:
+        return run.config.to_toml().strip()
+
+
+# --- Markdown ------------------------------------------------------------------------------------
+
+
+def to_markdown(page: Outline, out: Path) -> str:
+    lines = [f"# {page.title}", ""]
+    for block in page.blocks:
+        if isinstance(block, Heading):
+            lines += [f"{'#' * block.level} {block.text}", ""]
+        elif isinstance(block, Para):
+            lines += [f"> **Note.** {block.text}" if block.warn else block.text, ""]
+        elif isinstance(block, Bullets):
+            lines += [f"- {item}" for item in block.items] + [""]
+        elif isinstance(block, Table):
+            lines += [_md_row(block.header), _md_row(["---"] * len(block.header))]
+            lines += [_md_row(row) for row in block.rows] + [""]
+        elif isinstance(block, Figure):
+            lines += [f"![{block.figure.title}]({_relative(block.figure.png, out)})", ""]
+        elif isinstance(block, Code):
+            lines += ([f"**{block.title}**", ""] if block.title else []) + ["```toml", block.text, "```", ""]
+    return "\n".join(lines)
+
+
+def _md_row(cells: Iterable[str]) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def _relative(path: Path, out: Path) -> str:
+    try:
+        return path.relative_to(out).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+# --- HTML ----------------------------------------------------------------------------------------
+
+_CSS = """
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px;
+       margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; } h3 { margin-top: 1.3em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f5f5f5; } td { font-variant-numeric: tabular-nums; }
+.warn { background: #fff4e0; border-left: 4px solid #f0a020; padding: 0.5em 0.8em; }
+figure { margin: 0.5em 0; } figure img { max-width: 100%; height: auto; }
+pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+code { font-size: 0.9em; }
+.v-holds { color: #1a7f37; } .v-does-not-hold { color: #c62828; } .v-partly { color: #9a6700; }
+"""
+
+
+def to_html(page: Outline) -> str:
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(page.title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(page.title)}</h1>",
+    ]
+    for block in page.blocks:
+        if isinstance(block, Heading):
+            parts.append(f"<h{block.level}>{_inline(block.text)}</h{block.level}>")
+        elif isinstance(block, Para):
+            parts.append(
+                f'<p class="warn">{_inline(block.text)}</p>'
+                if block.warn
+                else f"<p>{_inline(block.text)}</p>"
+            )
+        elif isinstance(block, Bullets):
+            parts.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block.items) + "</ul>")
+        elif isinstance(block, Table):
+            head = "".join(f"<th>{_inline(h)}</th>" for h in block.header)
+            rows = "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in block.rows)
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif isinstance(block, Figure):
+            data = base64.b64encode(block.figure.svg.read_bytes()).decode("ascii")
+            alt = html.escape(block.figure.title)
+            parts.append(f'<figure><img alt="{alt}" src="data:image/svg+xml;base64,{data}"></figure>')
+        elif isinstance(block, Code):
+            title = f"<p><strong>{html.escape(block.title)}</strong></p>" if block.title else ""
+            parts.append(f"{title}<pre><code>{html.escape(block.text)}</code></pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _td(cell: str) -> str:
+    for verdict, mark in VERDICT_MARKS.items():
+        if cell == mark:
+            return f'<td class="v-{verdict.replace(" ", "-")}">{html.escape(cell)}</td>'
+    return f"<td>{_inline(cell)}</td>"
+
+
+def _inline(text: str) -> str:
+    """The little Markdown the outline uses (`code` and **bold**), as HTML."""
+    out, code, bold = [], False, False
+    pieces = text.replace("**", "\0").split("`")
+    for i, piece in enumerate(pieces):
+        code = i % 2 == 1
+        escaped = html.escape(piece)
+        if code:
+            out.append(f"<code>{escaped.replace(chr(0), '**')}</code>")
+            continue
+        segments = escaped.split("\0")
+        for j, segment in enumerate(segments):
+            if j:
+                bold = not bold
+                out.append("<strong>" if bold else "</strong>")
+            out.append(segment)
+    if bold:
+        out.append("</strong>")
+    return "".join(out)
+
+
+def write_pages(report: Report) -> dict[str, Path]:
+    page = outline(report)
+    md, page_html = report.out / "report.md", report.out / "report.html"
+    for path, text in ((md, to_markdown(page, report.out)), (page_html, to_html(page))):
+        write_atomic(path, text.encode())
+        path.chmod(0o644)  # a page is for reading: not the private mode of the atomic temp file
+    return {"markdown": md, "html": page_html}

@@ -1,0 +1,400 @@
+"""Reports: figures from a real (tiny) run, the numbers behind them, comparisons labelled by what
+differs, partial runs reported as far as they go, published claims checked, and clear errors."""
+
+import json
+import shutil
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from tests.helpers import tiny_splits
+
+from lth.cli import main
+from lth.config import Config, with_overrides
+from lth.errors import StoreError
+from lth.lottery import Experiment, Runtime
+from lth.models import build
+from lth.report import Report, build_report
+from lth.report import paper as published
+from lth.report.build import load_runs
+from lth.report.compare import differing_keys, labels
+from lth.report.findings import compute_findings
+from lth.report.load import describe_missing, read_run
+from lth.store import RunStore
+
+DATA = tiny_splits()
+FIGURES = (
+    "early_stop_iteration",
+    "early_stop_accuracy",
+    "final_accuracy",
+    "accuracy_curves",
+    "layer_sparsity",
+)
+
+
+def _config(*overrides: str) -> Config:
+    base = [
+        "training.steps='40it'",
+        "training.eval_every='10it'",
+        "training.batch_size=30",
+        "lottery.levels=3",
+        "lottery.trials=2",
+    ]
+    return with_overrides(Config(), [*base, *overrides])
+
+
+def _real_run(root: Path, *overrides: str) -> Path:
+    config = _config(*overrides)
+    store = RunStore(root, config)
+
+    def make_model():
+        return build("lenet300", DATA.input_shape, DATA.num_classes, hidden=(32, 16))
+
+    Experiment(config, DATA, make_model, store, Runtime(progress=False)).run()
+    return store.path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[Path, Path]:
+    """Two tiny real runs that differ only in strategy: reset and continue."""
+    root = tmp_path_factory.mktemp("runs")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model trains several times faster without thread hand-offs
+    try:
+        return _real_run(root), _real_run(root, "lottery.strategy='continue'")
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def single(runs) -> Report:
+    """The report of the reset run, written to its default place."""
+    return build_report([runs[0]])
+
+
+# --- figures and page from a real run ----------------------------------------------------------
+
+
+def test_one_run_renders_every_figure_and_a_self_contained_page(runs, single):
+    reset, _ = runs
+    out = reset / "report"  # the default for one run
+    assert single.out == out
+    for name in FIGURES:
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / f"{name}.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+    page = (out / "report.html").read_text()
+    assert page.count('src="data:image/svg+xml;base64,') == len(FIGURES)
+    assert 'src="' not in page.replace('src="data:', "")  # nothing fetched from beside the page
+    markdown = (out / "report.md").read_text()
+    assert all(f"]({name}.png)" in markdown for name in FIGURES)
+    for section in (
+        "## Findings",
+        "## Against the paper",
+        "## Results per variant and level",
+        "## Configuration",
+    ):
+        assert section in markdown
+    assert 'strategy = "reset"' in markdown  # the resolved config is on the page
+
+
+def test_aggregate_csv_is_the_summary_averaged_over_trials(runs, single):
+    reset, _ = runs
+    written = pd.read_csv(reset / "report" / "aggregate.csv")
+    summary = pd.read_csv(reset / "summary.csv")
+    expected = summary.groupby(["variant", "level"]).agg(
+        trials=("trial", "nunique"),
+        acc_mean=("early_stop_test_accuracy", "mean"),
+        acc_std=("early_stop_test_accuracy", "std"),
+        acc_min=("early_stop_test_accuracy", "min"),
+        acc_max=("early_stop_test_accuracy", "max"),
+        it_mean=("early_stop_iteration", "mean"),
+        train_max=("final_train_accuracy", "max"),
+    )
+    got = written.set_index(["variant", "level"]).loc[expected.index]
+    assert (got.trials == expected.trials).all() and (got.trials == 2).all()
+    for ours, theirs in (
+        ("early_stop_test_accuracy_mean", "acc_mean"),
+        ("early_stop_test_accuracy_std", "acc_std"),
+        ("early_stop_test_accuracy_min", "acc_min"),
+        ("early_stop_test_accuracy_max", "acc_max"),
+        ("early_stop_iteration_mean", "it_mean"),
+        ("final_train_accuracy_max", "train_max"),
+    ):
+        pd.testing.assert_series_equal(got[ours], expected[theirs], check_names=False, rtol=1e-12)
+    assert list(dict.fromkeys(written.variant)) == ["imp", "reinit", "random"]
+    assert len(written) == len(single.aggregate) == 3 * 4
+
+
+def test_layer_sparsity_comes_from_the_masks_and_results(runs):
+    reset, _ = runs
+    table = read_run(reset).layer_sparsity()
+    assert table is not None
+    dense = table[table.level == 0]
+    assert (dense.remaining == dense["size"]).all() and (dense.percent_remaining == 100).all()
+    hidden = table[table.layer == "hidden.0.weight"].sort_values("level")
+    assert hidden["size"].iloc[0] == 64 * 32
+    assert hidden.percent_remaining.is_monotonic_decreasing  # each round prunes 20% of what remains
+
+
+# --- comparisons ----------------------------------------------------------------------------------
+
+
+def test_comparison_labels_say_what_differs_between_configs():
+    a, b = _config(), _config("lottery.strategy='continue'", "pruning.rates={fc=0.4, output=0.1}")
+    assert differing_keys([a, b]) == ["pruning.rates.fc", "lottery.strategy"]
+    assert labels([a, b], ["x", "y"]) == [
+        "pruning.rates.fc=0.2, lottery.strategy=reset",
+        "pruning.rates.fc=0.4, lottery.strategy=continue",
+    ]
+    assert labels([a], ["only"]) == ["only"]
+    more = _config("lottery.levels=5")
+    assert labels([a, more], ["x", "y"]) == ["lottery.levels=3", "lottery.levels=5"]
+    assert labels([a, with_overrides(b, ["lottery.levels=5"])], ["x", "y"])[1] == (
+        "pruning.rates.fc=0.4, lottery.strategy=continue"  # how many levels is not what differs
+    )
+    assert labels([a, _config()], ["same", "same"]) == ["same #1", "same #2"]  # nothing differs
+
+
+def test_several_runs_are_overlaid_labelled_by_their_difference_and_printed_as_json(
+    runs, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", *map(str, runs), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    out = tmp_path / "report"  # the default for several runs
+    assert data["out"] == "report" and data["differing_keys"] == ["lottery.strategy"]
+    assert [r["label"] for r in data["runs"]] == ["lottery.strategy=reset", "lottery.strategy=continue"]
+    assert data["runs"][0]["complete"] is True and data["runs"][0]["findings"]["dense_accuracy"] > 0.25
+    assert {row["run"] for row in data["aggregate"]} == {
+        "lottery.strategy=reset",
+        "lottery.strategy=continue",
+    }
+    assert set(pd.read_csv(out / "aggregate.csv").run) == {
+        "lottery.strategy=reset",
+        "lottery.strategy=continue",
+    }
+    assert all((out / f"{name}.png").exists() for name in FIGURES)
+    assert "lottery.strategy=continue" in (out / "early_stop_accuracy.svg").read_text()
+
+
+# --- findings and the paper, on summaries whose answers are known -------------------------------
+
+
+def _crafted_run(root: Path, rows: list[tuple], *overrides: str, variants=("imp", "reinit")) -> Path:
+    """A run directory holding only config.toml and summary.csv, with the given rows:
+    (trial, variant, level, Pm, early-stop iteration, early-stop test accuracy)."""
+    config = with_overrides(
+        Config(), [f"lottery.variants={json.dumps(list(variants))}", "lottery.trials=2", *overrides]
+    )
+    run = root / "crafted"
+    run.mkdir()
+    (run / "config.toml").write_text(config.to_toml())
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "trial",
+            "variant",
+            "level",
+            "percent_remaining",
+            "early_stop_iteration",
+            "early_stop_test_accuracy",
+        ],
+    )
+    frame["early_stop_val_loss"] = 0.1
+    frame["early_stop_val_accuracy"] = frame.early_stop_test_accuracy
+    frame["final_test_accuracy"] = frame.early_stop_test_accuracy
+    frame["final_train_accuracy"] = 1.0
+    frame.to_csv(run / "summary.csv", index=False)
+    return run
+
+
+def _imp_and_reinit(pms, iterations, accuracies, reinit_accuracies, reinit_iterations):
+    """Rows for two trials; per-level values are (trial 0, trial 1) pairs."""
+    rows = []
+    for level, pm in enumerate(pms):
+        for trial in (0, 1):
+            rows.append((trial, "imp", level, pm, iterations[level][trial], accuracies[level][trial]))
+            if level == 0:
+                rows.append((trial, "reinit", 0, pm, iterations[0][trial], accuracies[0][trial]))
+            else:
+                rows.append(
+                    (
+                        trial,
+                        "reinit",
+                        level,
+                        pm,
+                        reinit_iterations[level][trial],
+                        reinit_accuracies[level][trial],
+                    )
+                )
+    return rows
+
+
+# Dense: accuracy 0.95 on average, early stop at 1000 and 2000. Level 1 falls short of dense;
+# level 2 gains 2 points and stops 4× and 2× sooner (mean of ratios 3.0; ratio of means would be
+# 2.4); level 3 is the smallest that still matches; level 4 falls short again.
+PMS = [100.0, 80.0, 64.0, 51.2, 41.0]
+ITERATIONS = [(1000, 2000), (1000, 2000), (250, 1000), (1000, 1000), (2000, 2000)]
+ACCURACIES = [(0.94, 0.96), (0.945, 0.95), (0.96, 0.98), (0.95, 0.952), (0.93, 0.93)]
+REINIT_ACC = [None, (0.94, 0.94), (0.95, 0.95), (0.90, 0.90), (0.90, 0.91)]
+REINIT_ITERATIONS = [None, (1000, 2000), (500, 3000), (1000, 1000), (2000, 2000)]
+
+
+def test_findings_on_a_crafted_summary(tmp_path):
+    rows = _imp_and_reinit(PMS, ITERATIONS, ACCURACIES, REINIT_ACC, REINIT_ITERATIONS)
+    run = _crafted_run(tmp_path, rows, "lottery.levels=4")
+    found = compute_findings(read_run(run).summary)
+    assert found.dense_accuracy == pytest.approx(0.95)
+    assert found.dense_iteration == pytest.approx(1500)
+    assert found.matches_dense_down_to == 51.2 and found.matches_dense_level == 3
+    assert found.short_of_dense_above == [80.0]
+    assert found.max_speedup == pytest.approx(3.0) and found.max_speedup_pm == 64.0
+    assert found.max_gain == pytest.approx(2.0) and found.max_gain_level == 2
+    controls = found.controls.set_index("level")
+    assert controls.imp_minus_reinit.to_dict() == pytest.approx({1: 0.75, 2: 2.0, 3: 5.1, 4: 2.5})
+    assert controls.loc[2, "reinit_over_imp_iteration"] == pytest.approx((2 + 3) / 2)
+    text = " ".join(found.sentences())
+    assert "down to Pm 51.2% (level 3)" in text and "3.00× (67% sooner) at Pm 64.0%" in text
+
+
+def test_the_page_sets_a_run_beside_the_paper_with_verdicts(tmp_path):
+    # LeNet on MNIST at the paper's Pm values; dense 98.0%; at 21.1% a 2× speed-up (paper 1.61×)
+    # and +0.6 points over its reinit at 2.0× (paper: +0.5 at 2.51×); at 13.5% +0.2 points
+    # (paper: more than +0.3); every level at least as accurate as dense down to 3.6%.
+    pms = [100.0, 51.3, 21.1, 13.5, 3.6]
+    its = [(1000, 1000), (900, 900), (500, 500), (700, 700), (1000, 1000)]
+    acc = [(0.98, 0.98), (0.981, 0.981), (0.984, 0.984), (0.982, 0.982), (0.98, 0.98)]
+    reinit_acc = [None, (0.98, 0.98), (0.978, 0.978), (0.97, 0.97), (0.95, 0.95)]
+    reinit_its = [None, (900, 900), (1000, 1000), (1000, 1000), (1000, 1000)]
+    run = _crafted_run(tmp_path, _imp_and_reinit(pms, its, acc, reinit_acc, reinit_its), "lottery.levels=4")
+    report = build_report([run], tmp_path / "out")
+    comparison = report.runs[0].paper
+    assert comparison is not None and comparison.experiment == "lenet300-iterative"
+    assert not comparison.shortened  # the default config trains 50,000 iterations, as the paper
+    assert comparison.deviations == ["lottery.trials: 2 (paper: 5)"]
+    kinds = [
+        "dense accuracy",
+        "matches dense down to 3.6%",
+        "1.61× at 21.1%",
+        "+0.3 at 13.5%",
+        "beats reinit",
+    ]
+    verdicts = dict(zip(kinds, (c.verdict for c in comparison.checks), strict=True))
+    assert verdicts == dict(zip(kinds, ["holds", "holds", "holds", "partly", "partly"], strict=True))
+    page = (tmp_path / "out" / "report.md").read_text()
+    assert "2.00× at Pm 21.1%" in page and "Section 2, Figure 4" in page and "Shortened run" not in page
+
+
+def test_a_shortened_run_is_labelled_and_its_unreached_claims_say_so(runs, single):
+    comparison = single.runs[0].paper
+    assert comparison.shortened and comparison.iterations == 40 and comparison.paper_iterations == 50000
+    assert "not reached" in {c.verdict for c in comparison.checks}  # 3 levels never get to Pm 3.6%
+    assert "Shortened run: 40 training iterations per level" in (runs[0] / "report" / "report.md").read_text()
+
+
+def test_a_run_no_experiment_matches_names_the_closest(tmp_path):
+    rows = _imp_and_reinit(PMS, ITERATIONS, ACCURACIES, REINIT_ACC, REINIT_ITERATIONS)
+    run = read_run(_crafted_run(tmp_path, rows, "lottery.levels=4", "lottery.rewind_step='100it'"))
+    assert published.compare(run.config, compute_findings(run.summary), run.iterations()) is None
+    assert "lottery.rewind_step=100it (paper: 0it)" in " ".join(published.near_misses(run.config))
+
+
+# --- partial runs ---------------------------------------------------------------------------------
+
+
+def test_a_partial_run_reports_what_it_has_and_lists_what_is_missing(runs, tmp_path):
+    run = tmp_path / "partial"
+    shutil.copytree(runs[0], run, ignore=shutil.ignore_patterns("report"))
+    summary = pd.read_csv(run / "summary.csv")
+    # Trial 1 was interrupted during imp level 2: levels 2–3 of every variant are not done.
+    summary = summary[~((summary.trial == 1) & (summary.level >= 2))]
+    summary.to_csv(run / "summary.csv", index=False)
+    for variant in ("imp", "reinit", "random"):
+        for level in (2, 3):
+            shutil.rmtree(run / "trial_1" / variant / f"level_{level:02d}")
+    (run / "trial_1" / "imp" / "level_02").mkdir()
+    (run / "trial_1" / "imp" / "level_02" / "checkpoint.pt").write_bytes(b"")
+
+    report = build_report([run])
+    result = report.runs[0]
+    assert not result.run.complete and len(result.run.missing) == 6
+    assert result.missing == [
+        "trial 1: imp levels 2–3, reinit levels 2–3, random levels 2–3 "
+        "(under way or interrupted: imp level 2)"
+    ]
+    assert all((run / "report" / f"{name}.png").exists() for name in FIGURES)
+    page = (run / "report" / "report.md").read_text()
+    assert "is incomplete" in page and "18 of 24 results" in page
+    levels = pd.read_csv(run / "report" / "aggregate.csv").query("variant == 'imp'").set_index("level").trials
+    assert levels.to_dict() == {0: 2, 1: 2, 2: 1, 3: 1}
+
+
+def test_a_level_finished_after_the_last_summary_is_named_as_such(runs, tmp_path):
+    run = tmp_path / "unlisted"
+    shutil.copytree(runs[0], run, ignore=shutil.ignore_patterns("report"))
+    summary = pd.read_csv(run / "summary.csv")
+    summary[~((summary.trial == 1) & (summary.variant == "random") & (summary.level == 3))].to_csv(
+        run / "summary.csv", index=False
+    )
+    (line,) = describe_missing(read_run(run))
+    assert line.startswith("trial 1: random level 3 (finished but not in summary.csv: random level 3;")
+
+
+def test_the_same_run_named_twice_is_reported_once(runs):
+    (run,) = load_runs([runs[0], runs[0] / ".." / runs[0].name])
+    assert run.label == runs[0].name
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+def test_cli_prints_the_table_and_findings(runs, tmp_path, capsys):
+    assert main(["report", str(runs[0]), "--out", str(tmp_path / "text"), "--levels", "0,3"]) == 0
+    out = capsys.readouterr().out
+    assert "early-stop test %" in out and "Dense network (level 0)" in out
+    assert f"report: {tmp_path / 'text' / 'report.html'}" in out
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+def test_a_missing_run_directory_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(StoreError, match="does not exist"):
+        build_report([tmp_path / "nowhere"])
+    assert main(["report", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lth: error: run directory") and err.count("\n") == 1
+
+
+def test_a_directory_without_summary_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match=r"no summary\.csv yet.*lth run"):
+        build_report([tmp_path])
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"\xff\xfe\x00garbage\x00\x81", "damaged"),
+        (b"trial,variant,level\n0,imp,0\n", "no column percent_remaining"),
+        (
+            b"trial,variant,level,percent_remaining,early_stop_iteration,early_stop_val_loss,"
+            b"early_stop_test_accuracy,final_test_accuracy,final_train_accuracy\n0,imp,0,100,300,0.2,0.9,0.9,oops\n",
+            "line 2: final_train_accuracy is not a number",
+        ),
+    ],
+)
+def test_a_damaged_summary_is_named_with_the_fix(runs, tmp_path, content, why):
+    run = tmp_path / "damaged"
+    run.mkdir()
+    shutil.copy(runs[0] / "config.toml", run / "config.toml")
+    (run / "summary.csv").write_bytes(content)
+    with pytest.raises(StoreError, match=why) as caught:
+        build_report([run])
+    assert "run the same `lth run` again" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_config_of_a_report_is_the_stored_one(runs):
+    stored = tomllib.loads((runs[1] / "config.toml").read_text())
+    assert read_run(runs[1]).config.lottery.strategy == stored["lottery"]["strategy"] == "continue"
