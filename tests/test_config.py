@@ -44,8 +44,21 @@ def test_lenet_mnist_preset_carries_the_papers_settings():
 # The hashes name run directories: a change here orphans stored results. Never update these
 # numbers to make a test pass; fix the change that moved them instead.
 PINNED_HASHES = {
+    "conv2-cifar10": "65f7581a718c47f9",
+    "conv2-cifar10-dropout": "32c60dd645505b7e",
+    "conv2-fashion-mnist": "e2ba3e7d1e9987dd",
+    "conv4-cifar10": "5aaf21ebfcda9c24",
+    "conv4-cifar10-dropout": "00cd4c3e8b9921eb",
+    "conv6-cifar10": "84989de7f7489a13",
+    "conv6-cifar10-dropout": "ce1a9912704082fc",
     "lenet-mnist": "44136fa355b3678a",
     "lenet-mnist-quick": "3ad41ea957b74ca9",
+    "resnet18-cifar10": "02ff91744505659e",
+    "resnet18-cifar10-nowarmup": "c4bfb286752b93b7",
+    "resnet18-cifar10-rewind500": "634a012f261dc9bc",
+    "vgg19-cifar10": "1f8256f22bc4a4e2",
+    "vgg19-cifar10-nowarmup": "7040065f9ccfdddc",
+    "vgg19-cifar10-rewind100": "06f17f0cbd9aa72e",
 }
 
 

@@ -41,7 +41,10 @@ class PruningPlan:
     def prune(self, mask: Mask, weights: Mapping[str, torch.Tensor], rounds: int = 1) -> Mask:
         """Prune by magnitude of `weights`; `rounds` > 1 goes straight to where that many
         rounds would reach (one-shot pruning: a fraction 1 - (1 - rate)^rounds)."""
-        rates = {name: 1 - (1 - rate) ** rounds for name, rate in self.layer_rates.items()}
+        # Rounded to 12 places: in floating point 1 - (1 - 0.1) is 0.09999999999999998, which
+        # made a round at rate 0.1 of 1,555 weights prune 155 rather than the 156 (155.5 rounded
+        # half up) that the rate asks for.
+        rates = {name: round(1 - (1 - rate) ** rounds, 12) for name, rate in self.layer_rates.items()}
         if self.method == "global":
             return prune_global(mask, weights, next(iter(rates.values())), list(rates))
         return prune_layerwise(mask, weights, rates)
