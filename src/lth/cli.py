@@ -65,9 +65,97 @@ def _parser() -> argparse.ArgumentParser:
     _data_dir(fetch)
     fetch.set_defaults(command=_fetch)
 
-    report = sub.add_parser("report", help="summarise a run directory")
-    report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    report = sub.add_parser(
+        "report",
+        help="figures, findings and a page for one or more runs",
+        description="Summarise run directories: the paper's figures (PNG and SVG), aggregate.csv, "
+        "report.md and a self-contained report.html; several runs are overlaid and labelled by "
+        "what differs between their configs.",
+    )
+    report.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    report.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where the figures and page go (default: RUN_DIR/report for one run, ./report for several)",
+    )
+    report.add_argument(
+        "--format", choices=("text", "json"), default="text", help="what to print: tables or JSON for scripts"
+    )
+    report.add_argument(
+        "--levels",
+        default=None,
+        metavar="L1,L2,…",
+        help="levels for the accuracy-during-training figure (default: up to 5, dense to sparsest)",
+    )
     report.set_defaults(command=_report)
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="run many configs × trials, locally or on a Ray cluster",
+        description="Expand a sweep file (a base config, [set] overrides, a [grid] of values, trials) "
+        "into runs and run each (run, trial) as one unit of work in worker processes or Ray tasks. "
+        "Running it again finishes only what is missing.",
+    )
+    sweep.add_argument("file", metavar="FILE.toml", type=Path, help="the sweep file (see the README: Sweeps)")
+    look = sweep.add_mutually_exclusive_group()
+    look.add_argument(
+        "--dry-run", action="store_true", help="list the runs, their directories and what is done"
+    )
+    look.add_argument(
+        "--status", action="store_true", help="units done / started / failed / left, and time left"
+    )
+    sweep.add_argument(
+        "--out", type=Path, default=None, help="the results root (default: the file's `out`, else ./runs)"
+    )
+    sweep.add_argument(
+        "--backend", choices=("local", "ray"), default="local", help="where units run (default: local)"
+    )
+    sweep.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="local: worker processes (default: one per core); ray: most units in flight (default: no limit)",
+    )
+    sweep.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=None,
+        metavar="N",
+        help="PyTorch threads per worker (default: 1 locally; --cpus-per-task with ray)",
+    )
+    sweep.add_argument(
+        "--address",
+        default=None,
+        help="ray: the cluster to join, e.g. auto or HEAD:6379 (default: a local instance)",
+    )
+    sweep.add_argument(
+        "--cpus-per-task", type=float, default=1.0, metavar="C", help="ray: CPUs per unit (default: 1)"
+    )
+    sweep.add_argument(
+        "--gpus-per-task", type=float, default=0.0, metavar="G", help="ray: GPUs per unit (default: 0)"
+    )
+    sweep.add_argument(
+        "--device", default="auto", help="auto (a CUDA GPU if the worker has one), cpu or cuda"
+    )
+    _data_dir(sweep)
+    sweep.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="times to rerun a unit whose worker died (default: 2)",
+    )
+    sweep.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how often a level under way saves its progress (default: 60)",
+    )
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(command=_sweep)
     return parser
 
 
@@ -116,9 +204,69 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from lth.report import format_table, read_summary
+    from lth.errors import ConfigError
+    from lth.report import build_report
 
-    print(format_table(read_summary(args.run_dir)))
+    levels = None
+    if args.levels:
+        try:
+            levels = [int(part) for part in args.levels.split(",") if part.strip()]
+        except ValueError:
+            raise ConfigError(
+                f"--levels takes level numbers separated by commas, e.g. 0,3,7; got {args.levels!r}"
+            ) from None
+    report = build_report(args.run_dirs, args.out, curve_levels=levels)
+    print(report.to_json() if args.format == "json" else report.text())
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from lth.errors import LthError
+    from lth.sweep import cores, format_runs, format_tally, load_sweep, run_sweep, sweep_states, time_left_s
+    from lth.sweep.progress import format_duration
+
+    sweep = load_sweep(args.file, out=args.out)
+    units = len(sweep.units)
+    print(f"sweep {args.file}: {len(sweep.runs)} runs, {units} units (run × trial), results in {sweep.out}")
+    if args.dry_run or args.status:
+        states = sweep_states(sweep, timings=args.status)
+        print("\n".join(format_runs(sweep, states)))
+        print(format_tally(states))
+        if args.status:
+            parallel = args.workers or cores()
+            left = time_left_s(states, parallel)
+            if left is not None and any(not s.done and s.failure is None for s in states):
+                print(
+                    f"about {format_duration(left)} left, {parallel} units at a time (from the stored times)"
+                )
+            for s in states:
+                if s.state == "failed":
+                    print(f"failed: {s.unit.name}: {s.failure.get('error', '?')}")
+        return 0
+    result = run_sweep(
+        sweep,
+        backend=args.backend,
+        workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        address=args.address,
+        cpus_per_task=args.cpus_per_task,
+        gpus_per_task=args.gpus_per_task,
+        device=args.device,
+        data_dir=args.data_dir,
+        retries=args.retries,
+        checkpoint_interval_s=args.checkpoint_every,
+        progress_bar=not args.quiet,
+    )
+    states = sweep_states(sweep)
+    print("\n".join(format_runs(sweep, states)))
+    print(format_tally(states))
+    for unit, error in result.failed:
+        print(f"failed: {unit.name}: {error}")
+    if result.failed:
+        raise LthError(
+            f"{len(result.failed)} of {units} units failed (listed above); fix the cause and run the same "
+            "command again to finish the sweep"
+        )
     return 0
 
 

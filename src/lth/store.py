@@ -140,7 +140,7 @@ class RunStore:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write-test"
             probe.write_bytes(b"")
-            probe.unlink()
+            probe.unlink(missing_ok=True)  # another process may share the directory (lth sweep)
         except OSError as err:
             raise StoreError(
                 f"cannot write the run directory {self.path} ({err.strerror}); choose another with --out DIR"

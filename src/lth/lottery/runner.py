@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,26 +102,39 @@ class Experiment:
 
     # --- driving -------------------------------------------------------------------------------
 
-    def run(self) -> list[dict[str, Any]]:
-        """Run (or finish) every trial; returns the summary rows, also written to summary.csv."""
+    def run(self, trials: Iterable[int] | None = None) -> list[dict[str, Any]]:
+        """Run (or finish) every trial, or only `trials`; returns the summary rows of every
+        stored trial, also written to summary.csv.
+
+        Trials share nothing but summary.csv, so processes may run different trials of one
+        config in one run directory at once (`lth sweep` does). Each rewrites summary.csv
+        atomically from what is stored when it finishes a level, so the file is always whole,
+        but the last writer may not have seen another's last level: whoever runs trials
+        concurrently calls `write_summary` once they have all finished.
+        """
         lot = self.config.lottery
+        chosen = list(range(lot.trials)) if trials is None else list(trials)
+        if any(not 0 <= t < lot.trials for t in chosen):
+            from lth.errors import ConfigError
+
+            raise ConfigError(f"trials {chosen} are not all among the config's 0..{lot.trials - 1}")
         with tqdm(
-            total=self._planned_iterations(),
+            total=self._planned_iterations(len(chosen)),
             disable=None if self.runtime.progress else True,
             unit="it",
             dynamic_ncols=True,
             smoothing=0.05,
         ) as self._bar:
-            for trial in range(lot.trials):
+            for trial in chosen:
                 self._run_trial(trial, lot.seed + trial)
         self._bar = None
         return self.write_summary()
 
-    def _planned_iterations(self) -> int:
+    def _planned_iterations(self, trials: int) -> int:
         lot = self.config.lottery
         per_level = sum(self.total - (0 if v == "reinit" else self.rewind) for v in lot.variants)
         path = self.total * max(lot.levels - 1, 0) if lot.strategy == "continue" else 0
-        return lot.trials * (self.total + lot.levels * per_level + path)
+        return trials * (self.total + lot.levels * per_level + path)
 
     def _run_trial(self, trial: int, seed: int) -> None:
         levels, variants = self.config.lottery.levels, self.config.lottery.variants
@@ -233,15 +246,22 @@ class Experiment:
     # --- summary ---------------------------------------------------------------------------------
 
     def write_summary(self) -> list[dict[str, Any]]:
-        """summary.csv from the stored results; levels not yet done are simply absent."""
-        rows = []
-        lot = self.config.lottery
-        for trial in range(lot.trials):
-            for variant in lot.variants:
-                for level in range(lot.levels + 1):
-                    stored = self.store.level(trial, "imp" if level == 0 else variant, level)
-                    if stored.done:
-                        result = stored.load_result()
-                        rows.append({c: result[c] for c in SUMMARY_COLUMNS} | {"variant": variant})
-        self.store.write_summary(rows, SUMMARY_COLUMNS)
-        return rows
+        return write_summary(self.config, self.store)
+
+
+def write_summary(config: Config, store: RunStore) -> list[dict[str, Any]]:
+    """summary.csv from the stored results; levels not yet done are simply absent.
+
+    Needs no data or model, so a sweep's driver can rewrite it once its workers are done.
+    """
+    rows = []
+    lot = config.lottery
+    for trial in range(lot.trials):
+        for variant in lot.variants:
+            for level in range(lot.levels + 1):
+                stored = store.level(trial, "imp" if level == 0 else variant, level)
+                if stored.done:
+                    result = stored.load_result()
+                    rows.append({c: result[c] for c in SUMMARY_COLUMNS} | {"variant": variant})
+    store.write_summary(rows, SUMMARY_COLUMNS)
+    return rows

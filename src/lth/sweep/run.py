@@ -1,0 +1,223 @@
+"""Running a sweep: every unit not yet done, on a backend, with one live view of the whole.
+
+The driver hands units to the backend (worker processes here, or Ray tasks), watches the store
+for finished levels, retries a unit whose worker died (it resumes from its stored levels and
+checkpoint), records a unit that failed for a reason of its own and carries on with the rest.
+When every unit has ended it rewrites each run's summary.csv once from the stored results, as
+workers running trials of one run side by side may each have written it last from an older view.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from lth.errors import ConfigError
+from lth.sweep import progress
+from lth.sweep.spec import Sweep, Unit
+from lth.sweep.worker import Task
+
+POLL_S = 0.5  # how often the live view looks at the store
+DEFAULT_THREADS_PER_WORKER = 1  # measured: see README "Sweeps"
+
+
+@dataclass
+class SweepResult:
+    done: list[Unit] = field(default_factory=list)  # finished in this sweep or before it
+    failed: list[tuple[Unit, str]] = field(default_factory=list)
+    ran: int = 0  # units this sweep ran (the rest were done already)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def run_sweep(
+    sweep: Sweep,
+    *,
+    backend: str = "local",
+    workers: int | None = None,
+    threads_per_worker: int | None = None,
+    address: str | None = None,
+    cpus_per_task: float = 1.0,
+    gpus_per_task: float = 0.0,
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+    retries: int = 2,
+    checkpoint_interval_s: float = 60.0,
+    progress_bar: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> SweepResult:
+    """Run every unit of `sweep` that is not done yet; returns what finished and what failed.
+
+    `backend` is "local" (`workers` processes, default: one per core, each with
+    `threads_per_worker` PyTorch threads) or "ray" (tasks of `cpus_per_task` CPUs and
+    `gpus_per_task` GPUs on the cluster at `address`, or on a local instance). A unit whose
+    worker dies is retried up to `retries` times.
+    """
+    say = echo or (lambda line: tqdm.write(line, file=sys.stdout))
+    if retries < 0:
+        raise ConfigError(f"--retries must be 0 or more, got {retries}")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be 1 or more, got {workers}")
+    if threads_per_worker is not None and threads_per_worker < 1:
+        raise ConfigError(f"--threads-per-worker must be 1 or more, got {threads_per_worker}")
+    out = sweep.out
+    if backend == "local":
+        if address is not None or cpus_per_task != 1.0 or gpus_per_task != 0.0:
+            raise ConfigError(
+                "--address, --cpus-per-task and --gpus-per-task are for --backend ray; "
+                "the local backend takes --workers and --threads-per-worker"
+            )
+        from lth.sweep.local import LocalBackend
+
+        pool: Any = LocalBackend(
+            workers or cores(),
+            threads_per_worker or DEFAULT_THREADS_PER_WORKER,
+        )
+    elif backend == "ray":
+        from lth.sweep.ray_backend import RayBackend
+
+        out = out.resolve()  # tasks do not run where this command does
+        data_dir = Path(data_dir).resolve() if data_dir is not None else None
+        pool = RayBackend(
+            address=address,
+            cpus_per_task=cpus_per_task,
+            gpus_per_task=gpus_per_task,
+            threads=threads_per_worker,
+            max_in_flight=workers,
+        )
+    else:
+        raise ConfigError(f"--backend must be local or ray; got {backend!r}")
+
+    result = SweepResult()
+    try:
+        if backend == "ray":
+            pool.check_root(out)
+        _open_stores(sweep)
+        _drive(sweep, pool, out, device, data_dir, retries, checkpoint_interval_s, progress_bar, say, result)
+    finally:
+        pool.close()
+    rewrite_summaries(sweep)
+    return result
+
+
+def rewrite_summaries(sweep: Sweep) -> None:
+    """Each run's summary.csv, written once by one process from everything stored."""
+    from lth.lottery import write_summary
+    from lth.store import RunStore
+
+    for run in sweep.runs:
+        write_summary(run.config, RunStore(sweep.out, run.config))
+
+
+def _open_stores(sweep: Sweep) -> None:
+    """Create (or check) every run directory before any unit runs: an unwritable root, or a
+    directory holding another config's results, stops the sweep before it starts."""
+    from lth.store import RunStore
+
+    for run in sweep.runs:
+        RunStore(sweep.out, run.config)
+
+
+def _drive(
+    sweep: Sweep,
+    pool: Any,
+    out: Path,
+    device: str,
+    data_dir: Path | str | None,
+    retries: int,
+    checkpoint_interval_s: float,
+    progress_bar: bool,
+    say: Callable[[str], None],
+    result: SweepResult,
+) -> None:
+    units = sweep.units  # a unit is known by its index here
+    states = [progress.unit_state(unit) for unit in units]
+    levels = [state.levels_done for state in states]
+    pending = deque(i for i, state in enumerate(states) if not state.done)
+    result.done = [unit for unit, state in zip(units, states, strict=True) if state.done]
+    attempts: dict[int, int] = {}
+    running: set[int] = set()
+
+    def task(i: int) -> Task:
+        return Task(
+            config=units[i].run.config,
+            out=str(out),
+            trial=units[i].trial,
+            data_dir=str(data_dir) if data_dir is not None else None,
+            device=device,
+            threads=pool.task_threads(),
+            checkpoint_interval_s=checkpoint_interval_s,
+        )
+
+    bar = tqdm(
+        total=sum(s.levels for s in states),
+        initial=sum(levels),
+        unit="level",
+        desc="sweep",
+        disable=None if progress_bar else True,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
+
+    def show() -> None:
+        bar.set_postfix_str(
+            f"units {len(result.done)} done · {len(running)} running · {len(result.failed)} failed · "
+            f"{len(pending)} left",
+            refresh=True,
+        )
+
+    def look(i: int) -> None:
+        now = progress.unit_state(units[i]).levels_done
+        if now != levels[i]:
+            bar.update(now - levels[i])
+            levels[i] = now
+
+    with bar:
+        while pending or running:
+            while pending and len(running) < pool.capacity:
+                i = pending.popleft()
+                progress.clear_failure(units[i])
+                attempts[i] = attempts.get(i, 0) + 1
+                pool.submit(i, task(i))
+                running.add(i)
+            show()
+            for i, outcome in pool.wait(POLL_S):
+                unit = units[i]
+                running.discard(i)
+                look(i)
+                if outcome.ok:
+                    result.done.append(unit)
+                elif outcome.died and attempts[i] <= retries:
+                    say(
+                        f"{unit.name}: {outcome.error}; retrying from its stored progress "
+                        f"(attempt {attempts[i] + 1} of {retries + 1})"
+                    )
+                    pending.appendleft(i)
+                else:
+                    error = outcome.error or "failed"
+                    if outcome.died:
+                        error += f" ({attempts[i]} times)"
+                    result.failed.append((unit, error))
+                    progress.record_failure(unit, error, outcome.detail, attempts[i])
+                    bar.total -= states[i].levels - levels[i]
+                    say(f"failed: {unit.name}: {error}")
+            for i in running:
+                look(i)
+        show()
+    result.ran = len(attempts)

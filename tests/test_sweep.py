@@ -1,0 +1,439 @@
+"""Sweeps: sweep files expand into runs; units run in local worker processes or Ray tasks; a
+worker killed with SIGKILL mid-level is retried and the sweep ends with the summaries of an
+undisturbed one; a failing unit is reported without stopping the others; a bad root is refused."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lth.config import load_preset, with_overrides
+from lth.errors import ConfigError, LthError
+from lth.sweep import expand, load_sweep, run_sweep, sweep_states
+
+# Tiny real work: LeNet-300-100 on MNIST, level 0 and level 1, the ticket only.
+TINY = {"training.steps": "100it", "lottery.levels": 1, "lottery.variants": ["imp"]}
+# Long enough to kill a worker inside level 1 (checkpoints at 100 and 200 with --checkpoint-every 0).
+KILLABLE = {**TINY, "training.steps": "300it"}
+
+
+def write_sweep(path: Path, *, fixed: dict, grid: dict | None = None, trials: int = 2) -> Path:
+    lines = ['base = "lenet-mnist-quick"', f"trials = {trials}", "", "[set]"]
+    lines += [f'"{key}" = {json.dumps(value)}' for key, value in fixed.items()]
+    if grid:
+        lines += ["", "[grid]", *(f'"{key}" = {json.dumps(values)}' for key, values in grid.items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def lth(*args: str, data_dir: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
+    env = os.environ | ({"LTH_DATA_DIR": str(data_dir)} if data_dir else {})
+    return subprocess.run(
+        [sys.executable, "-m", "lth", *args], capture_output=True, text=True, env=env, timeout=600, **kwargs
+    )
+
+
+def summaries(root: Path) -> dict[str, str]:
+    return {p.parent.name: p.read_text() for p in sorted(root.glob("*/summary.csv"))}
+
+
+def wait_for(pattern: str, root: Path, alive=lambda: True, timeout: float = 300) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        found = list(root.glob(pattern))
+        if found:
+            return found[0]
+        time.sleep(0.02)
+    raise AssertionError(f"{pattern} never appeared under {root}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def processes(marker: str, parent: int | None = None) -> list[int]:
+    """Live processes whose command line contains `marker` (children of `parent` if given)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if marker in cmdline and (parent is None or ppid == parent):
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, mnist_root):
+    """The killable sweep, undisturbed, two workers writing one run's summary.csv side by side."""
+    folder = tmp_path_factory.mktemp("reference")
+    sweep = write_sweep(folder / "sweep.toml", fixed=KILLABLE)
+    out = lth(
+        "sweep",
+        str(sweep),
+        "--out",
+        str(folder / "runs"),
+        "--workers",
+        "2",
+        "--threads-per-worker",
+        "1",
+        "--quiet",
+        data_dir=mnist_root,
+    )
+    assert out.returncode == 0, out.stderr
+    result = summaries(folder / "runs")
+    assert len(result) == 1 and next(iter(result.values())).count("\n") == 5  # 2 trials × levels 0, 1
+    return result
+
+
+# --- sweep files --------------------------------------------------------------------------------
+
+
+def test_a_sweep_file_expands_into_one_run_per_grid_point_in_order(tmp_path):
+    path = tmp_path / "fig.toml"
+    path.write_text(
+        'base = "lenet-mnist-quick"\ntrials = 3\nout = "results"\n'
+        '[set]\nlottery.levels = 2\n"pruning.rates" = {fc = 0.5, output = 0.5}\n'
+        '[grid]\n"lottery.strategy" = ["reset", "continue"]\nlottery.rewind_step = ["0it", "500it"]\n'
+    )
+    sweep = load_sweep(path)
+    assert [run.label for run in sweep.runs] == [
+        "lottery.strategy=reset lottery.rewind_step=0it",
+        "lottery.strategy=reset lottery.rewind_step=500it",
+        "lottery.strategy=continue lottery.rewind_step=0it",
+        "lottery.strategy=continue lottery.rewind_step=500it",
+    ]
+    base = load_preset("lenet-mnist-quick")
+    first = with_overrides(
+        base, ["lottery.levels=2", "lottery.trials=3", "pruning.rates={fc = 0.5, output = 0.5}"]
+    )
+    assert sweep.runs[0].config == first
+    assert sweep.runs[0].config.pruning.rates == {"fc": 0.5, "output": 0.5}  # a table value is taken whole
+    assert sweep.runs[3].config.lottery.strategy == "continue"
+    assert sweep.runs[3].config.lottery.rewind_step == "500it"
+    assert sweep.out == Path("results") and sweep.runs[0].path.parent == Path("results")
+    assert len({run.path for run in sweep.runs}) == 4
+    assert [(u.run.path, u.trial) for u in sweep.units][:3] == [(sweep.runs[0].path, t) for t in range(3)]
+    assert load_sweep(path, out=tmp_path / "elsewhere").out == tmp_path / "elsewhere"
+
+
+def test_several_grids_sweep_their_union_once(tmp_path):
+    sweep = expand(
+        {
+            "base": "lenet-mnist-quick",
+            "grid": [{"lottery.rewind_step": ["0it", "500it"]}, {"lottery.rewind_step": ["500it", "1000it"]}],
+        }
+    )
+    assert [run.label for run in sweep.runs] == [
+        f"lottery.rewind_step={s}" for s in ("0it", "500it", "1000it")
+    ]
+
+
+def test_a_base_config_file_is_found_beside_the_sweep_file(tmp_path):
+    config = with_overrides(load_preset("lenet-mnist-quick"), ["training.lr=0.01"])
+    (tmp_path / "mine.toml").write_text(config.to_toml())
+    (tmp_path / "sweep.toml").write_text('base = "mine.toml"\n')
+    [run] = load_sweep(tmp_path / "sweep.toml").runs
+    assert run.config.training.lr == 0.01 and run.label == "(base)"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"base": "lenet-mnist-quick", "grids": {}}, "unknown key 'grids'"),
+        ({"grid": {}}, "give a base config"),
+        ({"base": "no-such-preset"}, "unknown preset 'no-such-preset'"),
+        (
+            {"base": "lenet-mnist-quick", "set": {"training.nesterov": True}},
+            "unknown config key 'training.nesterov'",
+        ),
+        ({"base": "lenet-mnist-quick", "grid": {"training.lr": 0.1}}, "training.lr must be a non-empty list"),
+        (
+            {"base": "lenet-mnist-quick", "grid": {"lottery.strategy": ["reset", "sideways"]}},
+            r"\[grid\] lottery.strategy=sideways: lottery.strategy must be one of",
+        ),
+        ({"base": "lenet-mnist-quick", "trials": 2, "set": {"lottery.trials": 3}}, "give the trials once"),
+        ({"base": "lenet-mnist-quick", "grid": {"lottery.levels": [2, 4]}}, "share the run directory"),
+    ],
+)
+def test_a_bad_sweep_file_is_refused_before_anything_runs(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        expand(spec)
+
+
+def test_a_bad_sweep_file_is_one_line_on_stderr(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('base = "lenet-mnist-quick"\n[grid]\n"lottery.strategy" = ["reset", "sideways"]\n')
+    for args in (["sweep", str(path)], ["sweep", str(tmp_path / "missing.toml"), "--dry-run"]):
+        out = lth(*args)
+        assert out.returncode == 1
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
+
+
+def test_one_trial_of_a_config_runs_alone_and_the_summary_holds_every_stored_trial(tmp_path):
+    """The hook a unit uses: `Experiment.run(trials=[t])` touches trial t only."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a sweep's worker runs; tiny work is slow on threads of a busy machine
+    try:
+        _check_one_trial_alone(tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_one_trial_alone(tmp_path):
+    from tests.helpers import tiny_splits
+
+    from lth.lottery import Experiment, Runtime
+    from lth.models import build
+    from lth.store import RunStore
+
+    data = tiny_splits()
+    config = with_overrides(
+        load_preset("lenet-mnist-quick"),
+        ["training.steps='20it'", "training.eval_every='10it'", "lottery.levels=1", "lottery.trials=2"],
+    )
+
+    def run(root: Path, trials=None) -> list[dict]:
+        def make_model():
+            return build("lenet300", data.input_shape, data.num_classes, hidden=(16, 8))
+
+        return Experiment(config, data, make_model, RunStore(root, config), Runtime(progress=False)).run(
+            trials
+        )
+
+    rows = run(tmp_path / "split", [1])
+    assert {row["trial"] for row in rows} == {1}
+    [run_dir] = (tmp_path / "split").iterdir()
+    assert not (run_dir / "trial_0").exists()
+    assert run(tmp_path / "split", [0]) == run(tmp_path / "whole")
+    with pytest.raises(ConfigError, match="not all among"):
+        run(tmp_path / "split", [2])
+
+
+# --- the local backend ----------------------------------------------------------------------------
+
+
+def test_a_local_sweep_reports_a_failing_unit_finishes_the_others_and_never_imports_ray(tmp_path, mnist_root):
+    """In a fresh process, as `lth sweep` runs: dry run, sweep, status, and a unit run as a worker
+    runs it. One run's rewind step is past its training, so its unit fails inside its worker."""
+    sweep = write_sweep(
+        tmp_path / "sweep.toml", fixed=TINY, grid={"lottery.rewind_step": ["0it", "1000it"]}, trials=1
+    )
+    runs = tmp_path / "runs"
+    script = f"""
+import sys
+from lth.cli import main
+args = [{str(sweep)!r}, "--out", {str(runs)!r}, "--quiet"]
+assert main(["sweep", *args, "--dry-run"]) == 0
+assert main(["sweep", *args, "--workers", "2"]) == 1
+assert main(["sweep", *args, "--status"]) == 0
+from lth.sweep import load_sweep
+from lth.sweep.worker import Task, run_unit
+unit = load_sweep({str(sweep)!r}, out={str(runs)!r}).units[0]
+assert run_unit(Task(unit.run.config, {str(runs)!r}, 0)).ok
+print("ray imported:", "ray" in sys.modules)
+"""
+    env = os.environ | {"LTH_DATA_DIR": str(mnist_root)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "ray imported: False" in out.stdout
+    [line] = out.stderr.strip().splitlines()  # the failure is one line on stderr
+    assert line.startswith("lth: error: 1 of 2 units failed (listed above); fix the cause and run the same")
+    dry_run, _, after = out.stdout.partition(
+        "2 units: 0 done, 0 started, 0 failed, 2 not started; 0/4 levels\n"
+    )
+    assert "2 runs, 2 units (run × trial)" in dry_run and "lottery.rewind_step=1000it  0/2" in dry_run
+    assert (
+        after.count("2 units: 1 done, 0 started, 1 failed, 0 not started; 2/4 levels") == 2
+    )  # sweep, status
+    assert after.count("must be less than training.steps") == 3  # as it fails, after the sweep, by --status
+    assert "lottery.rewind_step=1000it  0/2!" in after
+    good, bad = load_sweep(sweep, out=runs).runs
+    assert (good.path / "config.toml").exists()
+    lines = (good.path / "summary.csv").read_text().splitlines()
+    assert lines[0].startswith("trial,seed,variant,level,percent_remaining") and len(lines) == 3
+    assert (
+        "must be less than training.steps"
+        in json.loads((bad.path / "failed-trial_0.json").read_text())["error"]
+    )
+
+
+def test_a_worker_killed_mid_level_is_retried_and_the_sweep_ends_as_if_undisturbed(
+    tmp_path, mnist_root, reference
+):
+    sweep = write_sweep(tmp_path / "sweep.toml", fixed=KILLABLE)
+    out = tmp_path / "runs"
+    env = os.environ | {"LTH_DATA_DIR": str(mnist_root)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lth",
+            "sweep",
+            str(sweep),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--threads-per-worker",
+            "1",
+            "--checkpoint-every",
+            "0",
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    checkpoint = wait_for("*/trial_0/imp/level_01/checkpoint.pt", out, lambda: process.poll() is None)
+    [worker] = processes("multiprocessing.spawn", parent=process.pid)
+    os.kill(worker, signal.SIGKILL)
+    assert not (checkpoint.parent / "result.json").exists(), "killed too late: level 1 had finished"
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    assert "was killed by SIGKILL; retrying from its stored progress (attempt 2 of 3)" in stdout
+    assert summaries(out) == reference
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob("checkpoint.pt"))
+
+
+def test_a_sweep_interrupted_or_killed_then_run_again_finishes_only_what_is_missing(
+    tmp_path, mnist_root, reference
+):
+    """Ctrl-C stops the driver and its workers; a driver killed outright leaves no worker training
+    on; each time, running the same command again continues, and ends as an undisturbed sweep."""
+    sweep = write_sweep(tmp_path / "sweep.toml", fixed=KILLABLE)
+    out = tmp_path / "runs"
+    args = ["sweep", str(sweep), "--out", str(out), "--workers", "1", "--threads-per-worker", "1", "--quiet"]
+    env = os.environ | {"LTH_DATA_DIR": str(mnist_root)}
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lth", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+    process = start()
+    first = wait_for("*/trial_0/imp/level_00/result.json", out, lambda: process.poll() is None)
+    workers = processes("multiprocessing.spawn", parent=process.pid)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "run the same command again" in stderr
+    assert workers and not any(alive(pid) for pid in workers), "a worker outlived the sweep"
+    states = sweep_states(load_sweep(sweep, out=out))  # what --status reads
+    assert [(s.state, s.levels_done) for s in states] == [("started", 1), ("left", 0)]
+    stamps = {path: path.stat().st_mtime_ns for path in out.rglob("result.json")}
+
+    process = start()
+    second = wait_for("*/trial_1/imp/level_00/result.json", out, lambda: process.poll() is None)
+    workers = processes("multiprocessing.spawn", parent=process.pid)
+    process.kill()  # SIGKILL the driver alone: its worker notices and stops
+    process.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert workers and not any(alive(pid) for pid in workers), "a worker trained on without its driver"
+    stamps |= {second: second.stat().st_mtime_ns}
+
+    again = lth(*args, data_dir=mnist_root)
+    assert again.returncode == 0, again.stderr
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps  # no finished level was redone
+    assert first in stamps and summaries(out) == reference
+
+
+# --- the Ray backend ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def test_a_ray_sweep_survives_a_killed_task_and_matches_the_local_one(
+    tmp_path, mnist_root, reference, local_ray
+):
+    sweep = load_sweep(write_sweep(tmp_path / "sweep.toml", fixed=KILLABLE), out=tmp_path / "runs")
+    killed = []
+
+    def kill_a_task():
+        checkpoint = wait_for("*/trial_0/imp/level_01/checkpoint.pt", tmp_path / "runs")
+        for pid in processes("ray::lth_sweep_unit"):
+            os.kill(pid, signal.SIGKILL)
+            killed.append((pid, (checkpoint.parent / "result.json").exists()))
+
+    killer = threading.Thread(target=kill_a_task, daemon=True)
+    killer.start()
+    messages = []
+    result = run_sweep(
+        sweep,
+        backend="ray",
+        workers=1,
+        checkpoint_interval_s=0.0,
+        data_dir=mnist_root,
+        progress_bar=False,
+        echo=messages.append,
+    )
+    killer.join(timeout=5)
+    assert killed and not killed[0][1], "no task was killed inside level 1"
+    assert result.ok and len(result.done) == 2
+    assert any("its Ray task was lost" in m and "retrying" in m for m in messages), messages
+    assert summaries(tmp_path / "runs") == reference
+    assert all(s.done for s in sweep_states(sweep))
+
+
+def test_ray_reports_a_failing_unit_and_finishes_the_others(tmp_path, mnist_root, local_ray):
+    sweep = load_sweep(
+        write_sweep(
+            tmp_path / "sweep.toml", fixed=TINY, grid={"lottery.rewind_step": ["0it", "1000it"]}, trials=1
+        ),
+        out=tmp_path / "runs",
+    )
+    result = run_sweep(sweep, backend="ray", data_dir=mnist_root, progress_bar=False, echo=lambda line: None)
+    [(unit, error)] = result.failed
+    assert unit.run is sweep.runs[1] and "must be less than training.steps" in error
+    assert [u.run for u in result.done] == [sweep.runs[0]]
+
+
+def test_ray_refuses_a_results_root_its_workers_cannot_write(tmp_path, local_ray):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    sweep = load_sweep(write_sweep(tmp_path / "sweep.toml", fixed=TINY), out=blocker / "runs")
+    with pytest.raises(LthError, match=r"a Ray worker on .* cannot write the results root .*a-file/runs"):
+        run_sweep(sweep, backend="ray", progress_bar=False)
+
+
+def test_the_ray_backend_without_ray_installed_names_the_extra(tmp_path):
+    sweep = write_sweep(tmp_path / "sweep.toml", fixed=TINY)
+    script = f"""
+import sys
+sys.modules["ray"] = None  # as if Ray were not installed
+from lth.cli import main
+sys.exit(main(["sweep", {str(sweep)!r}, "--backend", "ray", "--out", {str(tmp_path / "runs")!r}]))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    assert (
+        out.stderr.strip() == "lth: error: --backend ray needs Ray, an optional extra: pip install 'lth[ray]'"
+    )
