@@ -5,8 +5,14 @@ import torch
 from lth.data import Split, Splits
 
 
-def tiny_splits(n_train: int = 600, n_val: int = 200, n_test: int = 200, seed: int = 0,
-                shape: tuple[int, ...] = (1, 8, 8), classes: int = 4) -> Splits:
+def tiny_splits(
+    n_train: int = 600,
+    n_val: int = 200,
+    n_test: int = 200,
+    seed: int = 0,
+    shape: tuple[int, ...] = (1, 8, 8),
+    classes: int = 4,
+) -> Splits:
     """A learnable toy problem: the class is which quarter of the pixels is brightest."""
     g = torch.Generator().manual_seed(seed)
 
@@ -16,7 +22,9 @@ def tiny_splits(n_train: int = 600, n_val: int = 200, n_test: int = 200, seed: i
         flat = x.view(n, -1)
         width = flat.shape[1] // classes
         for c in range(classes):
-            flat[y == c, c * width:(c + 1) * width] += 1.5
+            flat[y == c, c * width : (c + 1) * width] += 1.5
         return Split(x, y)
 
-    return Splits(name="tiny", train=split(n_train), val=split(n_val), test=split(n_test), num_classes=classes)
+    return Splits(
+        name="tiny", train=split(n_train), val=split(n_val), test=split(n_test), num_classes=classes
+    )

@@ -11,7 +11,6 @@ import dataclasses
 import pandas as pd
 import pytest
 import torch
-from tests.helpers import tiny_splits
 from torch import nn
 
 import lth
@@ -25,6 +24,7 @@ from lth.steps import Step
 from lth.store import RunStore
 from lth.training import train
 from lth.training.loop import make_schedule
+from tests.helpers import tiny_splits
 
 # Few and small images: VGG-19 costs ~0.4 GFLOP per 32×32 image forward.
 CIFAR_TINY = tiny_splits(n_train=16, n_val=8, n_test=8, shape=(3, 32, 32), classes=10)

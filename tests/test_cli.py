@@ -14,26 +14,30 @@ QUICK = ["--set", "training.steps='300it'", "--set", "lottery.levels=2", "--quie
 
 def lth(*args: str, data_dir: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
     env = os.environ | ({"LTH_DATA_DIR": str(data_dir)} if data_dir else {})
-    return subprocess.run([sys.executable, "-m", "lth", *args], capture_output=True, text=True, env=env,
-                          timeout=600, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "lth", *args], capture_output=True, text=True, env=env, timeout=600, **kwargs
+    )
 
 
 def test_presets_lists_name_description_and_runtime():
     out = lth("presets")
     assert out.returncode == 0
-    line = next(l for l in out.stdout.splitlines() if l.startswith("lenet-mnist-quick "))
+    line = next(row for row in out.stdout.splitlines() if row.startswith("lenet-mnist-quick "))
     assert "LeNet-300-100" in line and "minutes" in line
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["run", "no-such-preset"], "unknown preset 'no-such-preset'"),
-    (["run", "lenet-mnist", "--set", "pruning.rates.fc=1.5"], "pruning.rates.fc must be in"),
-    (["run", "lenet-mnist", "--set", "training.steps='-5it'"], "bad step"),
-    (["run", "lenet-mnist", "--set", "training.nesterov=true"], "unknown config key 'training.nesterov'"),
-    (["run", "missing.toml"], "config file missing.toml does not exist"),
-    (["data", "fetch", "imagenet"], "imagenet"),
-    (["report", "/no/such/run"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "no-such-preset"], "unknown preset 'no-such-preset'"),
+        (["run", "lenet-mnist", "--set", "pruning.rates.fc=1.5"], "pruning.rates.fc must be in"),
+        (["run", "lenet-mnist", "--set", "training.steps='-5it'"], "bad step"),
+        (["run", "lenet-mnist", "--set", "training.nesterov=true"], "unknown config key 'training.nesterov'"),
+        (["run", "missing.toml"], "config file missing.toml does not exist"),
+        (["data", "fetch", "imagenet"], "imagenet"),
+        (["report", "/no/such/run"], "does not exist"),
+    ],
+)
 def test_bad_input_is_one_line_on_stderr_and_a_nonzero_exit(args, message):
     out = lth(*args)
     assert out.returncode == 1
@@ -43,7 +47,9 @@ def test_bad_input_is_one_line_on_stderr_and_a_nonzero_exit(args, message):
 
 
 def test_missing_data_names_the_fetch_command(tmp_path):
-    out = lth("run", "lenet-mnist-quick", *QUICK, "--out", str(tmp_path / "runs"), data_dir=tmp_path / "empty")
+    out = lth(
+        "run", "lenet-mnist-quick", *QUICK, "--out", str(tmp_path / "runs"), data_dir=tmp_path / "empty"
+    )
     assert out.returncode == 1
     assert "lth data fetch mnist" in out.stderr
 
@@ -58,8 +64,10 @@ def test_an_unwritable_out_directory_is_refused(tmp_path, mnist_root):
 def test_a_config_file_runs_like_a_preset(tmp_path, mnist_root):
     import lth as api
 
-    config = api.with_overrides(api.load_preset("lenet-mnist-quick"),
-                                ["training.steps='200it'", "lottery.levels=1", "lottery.variants=['imp']"])
+    config = api.with_overrides(
+        api.load_preset("lenet-mnist-quick"),
+        ["training.steps='200it'", "lottery.levels=1", "lottery.variants=['imp']"],
+    )
     path = tmp_path / "mine.toml"
     path.write_text(config.to_toml())
     out = lth("run", str(path), "--out", str(tmp_path / "runs"), data_dir=mnist_root)
@@ -79,8 +87,12 @@ def test_sigkill_in_the_middle_of_a_level_then_rerun_gives_the_same_summary(tmp_
 
     env = os.environ | {"LTH_DATA_DIR": str(mnist_root)}
     out = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "lth", *args, "--out", str(out)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lth", *args, "--out", str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     checkpoint = None
     while time.monotonic() < deadline and process.poll() is None:

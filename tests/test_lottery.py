@@ -1,6 +1,7 @@
 """Lottery experiments on a tiny problem: what each level starts from, what the controls are,
 how the strategies find masks, and that stored work is never done twice or damaged."""
 
+import contextlib
 import dataclasses
 
 import pandas as pd
@@ -21,8 +22,13 @@ DATA = tiny_splits()
 
 
 def _config(*overrides: str) -> Config:
-    base = ["training.steps='40it'", "training.eval_every='10it'", "training.batch_size=30",
-            "lottery.levels=3", "lottery.trials=1"]
+    base = [
+        "training.steps='40it'",
+        "training.eval_every='10it'",
+        "training.batch_size=30",
+        "lottery.levels=3",
+        "lottery.trials=1",
+    ]
     return with_overrides(Config(), [*base, *overrides])
 
 
@@ -48,7 +54,9 @@ def _masked_equal(state, mask, reference):
 def test_reset_strategy_levels_start_from_the_mask_applied_to_theta0(tmp_path):
     config, store, summary = _run(tmp_path)
     theta0 = initialize(_make_model(), config.lottery.seed).state_dict()
-    assert _masked_equal(store.level(0, "imp", 0).load_tensors("init"), store.level(0, "imp", 0).load_mask(), theta0)
+    assert _masked_equal(
+        store.level(0, "imp", 0).load_tensors("init"), store.level(0, "imp", 0).load_mask(), theta0
+    )
     previous = store.level(0, "imp", 0).load_mask()
     for level in range(1, 4):
         imp = store.level(0, "imp", level)
@@ -75,7 +83,9 @@ def test_controls_reinit_keeps_the_mask_and_random_keeps_the_counts(tmp_path):
         reinit, random = store.level(0, "reinit", level), store.level(0, "random", level)
         assert all(torch.equal(reinit.load_mask()[n], mask[n]) for n in mask)
         reinit_init = reinit.load_tensors("init")
-        assert not torch.equal(reinit_init["hidden.0.weight"], theta0["hidden.0.weight"] * mask["hidden.0.weight"])
+        assert not torch.equal(
+            reinit_init["hidden.0.weight"], theta0["hidden.0.weight"] * mask["hidden.0.weight"]
+        )
         assert _masked_equal(reinit_init, mask, reinit_init)  # masked, with a fresh init
         random_mask = random.load_mask()
         assert random_mask.remaining() == mask.remaining()
@@ -84,7 +94,7 @@ def test_controls_reinit_keeps_the_mask_and_random_keeps_the_counts(tmp_path):
 
 
 def test_rewinding_starts_each_level_from_theta_k(tmp_path):
-    _, store, summary = _run(tmp_path, "lottery.rewind_step='15it'")
+    _, store, _summary = _run(tmp_path, "lottery.rewind_step='15it'")
     dense = store.level(0, "imp", 0)
     theta_k = dense.load_tensors("rewind")
     assert not torch.equal(theta_k["hidden.0.weight"], dense.load_tensors("init")["hidden.0.weight"])
@@ -98,7 +108,7 @@ def test_rewinding_starts_each_level_from_theta_k(tmp_path):
 
 
 def test_continue_strategy_finds_masks_on_the_continued_path_but_reports_tickets(tmp_path):
-    config, store, summary = _run(tmp_path, "lottery.strategy='continue'")
+    config, store, _summary = _run(tmp_path, "lottery.strategy='continue'")
     theta0 = initialize(_make_model(), config.lottery.seed).state_dict()
     plan = PruningPlan.for_model(_make_model(), config.pruning)
     for level in (1, 2, 3):
@@ -133,7 +143,7 @@ def test_trials_have_distinct_recorded_seeds_and_weights(tmp_path):
 
 
 def test_finished_work_is_never_redone(tmp_path, monkeypatch):
-    _, store, first = _run(tmp_path)
+    _, _store, first = _run(tmp_path)
     import lth.lottery.runner as runner
 
     def no_training(*args, **kwargs):
@@ -145,11 +155,12 @@ def test_finished_work_is_never_redone(tmp_path, monkeypatch):
 
 
 def test_more_levels_extend_the_same_run(tmp_path):
-    config, store, short = _run(tmp_path, "lottery.levels=1")
+    _, store, short = _run(tmp_path, "lottery.levels=1")
     _, store_long, long = _run(tmp_path, "lottery.levels=2")
     assert store.path == store_long.path
-    pd.testing.assert_frame_equal(short[short.level <= 1].reset_index(drop=True),
-                                  long[long.level <= 1].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        short[short.level <= 1].reset_index(drop=True), long[long.level <= 1].reset_index(drop=True)
+    )
 
 
 def test_a_damaged_stored_file_is_named_with_the_fix(tmp_path):
@@ -189,8 +200,15 @@ def test_find_tickets_on_a_users_own_module_and_tensors(tmp_path):
 
     config = _config("lottery.levels=2", "pruning.rates={fc = 0.5, output = 0.2}", "data.val_size=200")
     train = (torch.cat([DATA.train.x, DATA.val.x]), torch.cat([DATA.train.y, DATA.val.y]))
-    summary = lth.find_tickets(Mine(), train=train, test=(DATA.test.x, DATA.test.y), config=config,
-                               out=tmp_path, progress=False, device="cpu")
+    summary = lth.find_tickets(
+        Mine(),
+        train=train,
+        test=(DATA.test.x, DATA.test.y),
+        config=config,
+        out=tmp_path,
+        progress=False,
+        device="cpu",
+    )
     imp = summary[summary.variant == "imp"]
     assert imp.level.tolist() == [0, 1, 2]
     assert imp.percent_remaining.iloc[2] < 40
@@ -212,7 +230,7 @@ def test_an_interrupted_run_finishes_with_the_summary_of_an_unbroken_one(tmp_pat
     for stop_at in (1, 3, 4, 6):  # inside level-1 imp, random, level-2 imp, random
         calls = [0]
 
-        def stopping_train(*args, **kwargs):
+        def stopping_train(*args, calls=calls, stop_at=stop_at, **kwargs):
             calls[0] += 1
             if calls[0] == stop_at:
                 kwargs["on_progress"] = lambda n: (_ for _ in ()).throw(Stop())
@@ -222,10 +240,8 @@ def test_an_interrupted_run_finishes_with_the_summary_of_an_unbroken_one(tmp_pat
         config = _config("lottery.levels=2")
         store = RunStore(tmp_path / "stopped", config)
         runtime = Runtime(progress=False, checkpoint_interval_s=0.0)
-        try:
+        with contextlib.suppress(Stop):
             Experiment(config, DATA, _make_model, store, runtime).run()
-        except Stop:
-            pass
     monkeypatch.setattr(runner, "train", real_train)
     _, _, resumed = _run(tmp_path / "stopped", "lottery.levels=2")
     pd.testing.assert_frame_equal(resumed, reference)

@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from tests.helpers import tiny_splits
 
 from lth.cli import main
 from lth.config import Config, with_overrides
@@ -23,6 +22,7 @@ from lth.report.compare import differing_keys, labels
 from lth.report.findings import compute_findings
 from lth.report.load import describe_missing, read_run
 from lth.store import RunStore
+from tests.helpers import tiny_splits
 
 DATA = tiny_splits()
 FIGURES = (

@@ -196,11 +196,10 @@ def test_one_trial_of_a_config_runs_alone_and_the_summary_holds_every_stored_tri
 
 
 def _check_one_trial_alone(tmp_path):
-    from tests.helpers import tiny_splits
-
     from lth.lottery import Experiment, Runtime
     from lth.models import build
     from lth.store import RunStore
+    from tests.helpers import tiny_splits
 
     data = tiny_splits()
     config = with_overrides(

@@ -21,11 +21,14 @@ def _setup(optimizer="adam", **training):
     return data, model, mask, config
 
 
-@pytest.mark.parametrize(("optimizer", "extra"), [
-    ("adam", {}),
-    ("adam", {"weight_decay": 1e-3}),
-    ("sgd", {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3}),
-])
+@pytest.mark.parametrize(
+    ("optimizer", "extra"),
+    [
+        ("adam", {}),
+        ("adam", {"weight_decay": 1e-3}),
+        ("sgd", {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3}),
+    ],
+)
 def test_pruned_weights_and_their_optimiser_state_stay_exactly_zero(optimizer, extra):
     data, model, mask, config = _setup(optimizer, **extra)
     with torch.no_grad():  # start from unmasked weights: train() must zero them itself
@@ -80,7 +83,7 @@ def test_learning_rate_warmup_and_step_decay_are_exact():
 
 
 def test_the_optimiser_uses_the_scheduled_rate():
-    data, model, mask, config = _setup("sgd", lr=0.5, warmup="40it")
+    data, model, _mask, config = _setup("sgd", lr=0.5, warmup="40it")
     seen = []
 
     class Spy(torch.optim.SGD):
@@ -100,7 +103,7 @@ def test_the_optimiser_uses_the_scheduled_rate():
 
 
 def test_early_stop_is_the_first_minimum_of_validation_loss():
-    data, model, mask, config = _setup(steps="200it", eval_every="10it")
+    data, model, _mask, config = _setup(steps="200it", eval_every="10it")
     result = train(model, data, config, seed=0)
     losses = [row["val_loss"] for row in result.history]
     assert [row["iteration"] for row in result.history] == list(range(0, 201, 10))
@@ -150,7 +153,7 @@ def test_a_run_interrupted_anywhere_resumes_to_identical_results(tmp_path):
 
 
 def test_rewind_capture_takes_the_weights_at_iteration_k():
-    data, model, mask, config = _setup(steps="30it")
+    data, model, _mask, config = _setup(steps="30it")
     first = initialize(build("lenet300", data.input_shape, data.num_classes, hidden=(32, 16)), 0)
     short = TrainingConfig(**{**config.__dict__, "steps": "7it"})
     train(first, data, short, seed=2)

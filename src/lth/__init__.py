@@ -1,9 +1,9 @@
 """lth: find and study lottery tickets (Frankle & Carbin, ICLR 2019).
 
-    >>> import lth
-    >>> summary = lth.run("lenet-mnist-quick")          # same as `lth run lenet-mnist-quick`
-    >>> config = lth.load_preset("lenet-mnist")          # a typed, validated Config
-    >>> summary = lth.find_tickets(my_module, train=(x, y), test=(x_test, y_test))
+>>> import lth
+>>> summary = lth.run("lenet-mnist-quick")          # same as `lth run lenet-mnist-quick`
+>>> config = lth.load_preset("lenet-mnist")          # a typed, validated Config
+>>> summary = lth.find_tickets(my_module, train=(x, y), test=(x_test, y_test))
 """
 
 from lth.api import find_tickets, run
@@ -11,6 +11,17 @@ from lth.config import Config, load_preset, preset_names, with_overrides
 from lth.errors import ConfigError, DataError, LthError, StoreError
 from lth.pruning import Mask
 
-__all__ = ["Config", "ConfigError", "DataError", "LthError", "Mask", "StoreError", "find_tickets",
-           "load_preset", "preset_names", "run", "with_overrides"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataError",
+    "LthError",
+    "Mask",
+    "StoreError",
+    "find_tickets",
+    "load_preset",
+    "preset_names",
+    "run",
+    "with_overrides",
+]
 __version__ = "0.1.0"
