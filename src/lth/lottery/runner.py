@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from lth.config import Config
 from lth.data import Split, Splits
+from lth.errors import ConfigError, LthError
 from lth.models import initialize
 from lth.pruning import Mask, PruningPlan, random_like
 from lth.seeds import derive_seed
@@ -55,13 +56,17 @@ class Runtime:
 
 
 def resolve_device(name: str) -> torch.device:
+    """`auto` (a CUDA GPU if there is one), `cpu` or `cuda[:N]`."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from lth.errors import LthError
-
-        raise LthError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise LthError("--device cuda was asked for, but no CUDA GPU is available; use cpu or auto")
+        # Same config and seed → same numbers, and a resumed run equal to an unbroken one, also
+        # on a GPU: cuDNN must not pick kernels by timing or use non-deterministic ones.
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
     return device
 
 
@@ -91,8 +96,6 @@ class Experiment:
         self.total = Step.parse(config.training.steps).iterations(per_epoch)
         self.rewind = Step.parse(config.lottery.rewind_step).iterations(per_epoch)
         if self.rewind >= self.total:
-            from lth.errors import ConfigError
-
             raise ConfigError(
                 f"lottery.rewind_step ({self.rewind} iterations) must be less than "
                 f"training.steps ({self.total} iterations)"
@@ -115,8 +118,6 @@ class Experiment:
         lot = self.config.lottery
         chosen = list(range(lot.trials)) if trials is None else list(trials)
         if any(not 0 <= t < lot.trials for t in chosen):
-            from lth.errors import ConfigError
-
             raise ConfigError(f"trials {chosen} are not all among the config's 0..{lot.trials - 1}")
         with tqdm(
             total=self._planned_iterations(len(chosen)),
