@@ -2,6 +2,7 @@
 
 import torch
 
+from lth.config import Config, with_overrides
 from lth.data import Split, Splits
 
 
@@ -28,3 +29,15 @@ def tiny_splits(
     return Splits(
         name="tiny", train=split(n_train), val=split(n_val), test=split(n_test), num_classes=classes
     )
+
+
+def tiny_config(*overrides: str, trials: int = 1) -> Config:
+    """A LeNet config small enough for `tiny_splits`: 40 iterations per level, 3 levels."""
+    base = [
+        "training.steps='40it'",
+        "training.eval_every='10it'",
+        "training.batch_size=30",
+        "lottery.levels=3",
+        f"lottery.trials={trials}",
+    ]
+    return with_overrides(Config(), [*base, *overrides])

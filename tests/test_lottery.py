@@ -10,26 +10,19 @@ import torch
 from torch import nn
 
 import lth
-from lth.config import Config, with_overrides
+from lth.config import Config
 from lth.errors import StoreError
 from lth.lottery import Experiment, Runtime
 from lth.models import build, initialize
 from lth.pruning import PruningPlan
 from lth.store import RunStore
-from tests.helpers import tiny_splits
+from tests.helpers import tiny_config, tiny_splits
 
 DATA = tiny_splits()
 
 
 def _config(*overrides: str) -> Config:
-    base = [
-        "training.steps='40it'",
-        "training.eval_every='10it'",
-        "training.batch_size=30",
-        "lottery.levels=3",
-        "lottery.trials=1",
-    ]
-    return with_overrides(Config(), [*base, *overrides])
+    return tiny_config(*overrides)
 
 
 def _make_model():

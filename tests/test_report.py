@@ -22,7 +22,7 @@ from lth.report.compare import differing_keys, labels
 from lth.report.findings import compute_findings
 from lth.report.load import describe_missing, read_run
 from lth.store import RunStore
-from tests.helpers import tiny_splits
+from tests.helpers import tiny_config, tiny_splits
 
 DATA = tiny_splits()
 FIGURES = (
@@ -35,14 +35,7 @@ FIGURES = (
 
 
 def _config(*overrides: str) -> Config:
-    base = [
-        "training.steps='40it'",
-        "training.eval_every='10it'",
-        "training.batch_size=30",
-        "lottery.levels=3",
-        "lottery.trials=2",
-    ]
-    return with_overrides(Config(), [*base, *overrides])
+    return tiny_config(*overrides, trials=2)
 
 
 def _real_run(root: Path, *overrides: str) -> Path:

@@ -32,6 +32,24 @@ from lth.pruning import Mask
 
 DONE = "result.json"
 
+# summary.csv's columns, in order: the contract that reports and users read.
+SUMMARY_COLUMNS = [
+    "trial",
+    "seed",
+    "variant",
+    "level",
+    "percent_remaining",
+    "early_stop_iteration",
+    "early_stop_val_loss",
+    "early_stop_val_accuracy",
+    "early_stop_test_accuracy",
+    "final_test_accuracy",
+    "final_train_accuracy",
+    "final_train_loss",
+]
+# The measured columns, after the identifying ones (trial, seed, variant, level).
+SUMMARY_METRICS = tuple(SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("percent_remaining") :])
+
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that a reader sees the old file or the whole new one, never half."""

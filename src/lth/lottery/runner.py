@@ -27,23 +27,8 @@ from lth.models import initialize
 from lth.pruning import Mask, PruningPlan, random_like
 from lth.seeds import derive_seed
 from lth.steps import Step
-from lth.store import LevelDir, RunStore
+from lth.store import SUMMARY_COLUMNS, LevelDir, RunStore
 from lth.training import HISTORY_COLUMNS, iterations_per_epoch, train
-
-SUMMARY_COLUMNS = [
-    "trial",
-    "seed",
-    "variant",
-    "level",
-    "percent_remaining",
-    "early_stop_iteration",
-    "early_stop_val_loss",
-    "early_stop_val_accuracy",
-    "early_stop_test_accuracy",
-    "final_test_accuracy",
-    "final_train_accuracy",
-    "final_train_loss",
-]
 
 
 @dataclass

@@ -9,17 +9,9 @@ from __future__ import annotations
 import pandas as pd
 
 from lth.report.load import VARIANT_ORDER
+from lth.store import SUMMARY_METRICS
 
-METRICS = (
-    "percent_remaining",
-    "early_stop_iteration",
-    "early_stop_val_loss",
-    "early_stop_val_accuracy",
-    "early_stop_test_accuracy",
-    "final_test_accuracy",
-    "final_train_accuracy",
-    "final_train_loss",
-)
+METRICS = SUMMARY_METRICS
 STATS = ("mean", "std", "min", "max")
 
 
