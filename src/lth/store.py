@@ -18,6 +18,7 @@ import io
 import json
 import os
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -171,8 +172,6 @@ class RunStore:
         if not stored.exists():
             return
         try:
-            import tomllib
-
             previous = from_dict(tomllib.loads(stored.read_text()))
         except (LthError, ValueError, UnicodeDecodeError) as err:
             raise damaged(stored, str(err)) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -50,7 +50,6 @@ class TrainResult:
     final_train_accuracy: float
     final_train_loss: float
     captured: dict[str, torch.Tensor] | None = None  # the weights at `capture_at`, if asked
-    metrics: dict[str, float] = field(default_factory=dict)
 
     def record(self) -> dict[str, float | int]:
         """The scalar results, as stored and summarised."""
@@ -138,9 +137,10 @@ def train(
     optimizer = make_optimizer(model, config)
     order = _BatchOrder(len(data.train), config.batch_size, seed)
     params = dict(model.named_parameters())
-    masked = [(params[name], m.to(device)) for name, m in (mask or {}).items()]
     if mask is not None:
-        mask.to(device).apply_(model)
+        mask = mask.to(device)
+        mask.apply_(model)
+    masked = [(params[name], m) for name, m in (mask or {}).items()]
 
     history: list[dict[str, float]] = []
     captured = _copy_state(model) if capture_at == start else None
