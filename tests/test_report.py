@@ -131,6 +131,24 @@ def test_layer_sparsity_comes_from_the_masks_and_results(runs):
     assert hidden.percent_remaining.is_monotonic_decreasing  # each round prunes 20% of what remains
 
 
+def test_accuracy_curves_are_test_where_every_trial_kept_it_and_validation_otherwise(tmp_path):
+    full = _real_run(tmp_path, "training.test_curve=true", "lottery.levels=1", "lottery.variants=['imp']")
+    cheap = tmp_path / "cheap"
+    shutil.copytree(full, cheap)
+    # As the default evaluation leaves it: the test set skipped where validation loss rose.
+    path = cheap / "trial_1/imp/level_01/history.csv"
+    pd.read_csv(path).assign(test_accuracy=lambda h: h.test_accuracy.where(h.index != 2)).to_csv(
+        path, index=False
+    )
+    for run, split, column in ((full, "test", "test_accuracy"), (cheap, "validation", "val_accuracy")):
+        curve = read_run(run).history("imp", 1)
+        assert curve.attrs["split"] == split
+        histories = [pd.read_csv(run / f"trial_{t}/imp/level_01/history.csv") for t in (0, 1)]
+        expected = (histories[0][column] + histories[1][column]) / 2
+        assert curve.accuracy.to_numpy() == pytest.approx(expected.to_numpy())
+        assert (curve.trials == 2).all()
+
+
 # --- comparisons ----------------------------------------------------------------------------------
 
 

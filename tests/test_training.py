@@ -1,6 +1,7 @@
 """The training loop: masks hold through training and optimiser state, schedules are exact,
 early stopping follows the validation loss, and a resumed run is identical to an unbroken one."""
 
+import pandas as pd
 import pytest
 import torch
 
@@ -103,7 +104,7 @@ def test_the_optimiser_uses_the_scheduled_rate():
 
 
 def test_early_stop_is_the_first_minimum_of_validation_loss():
-    data, model, _mask, config = _setup(steps="200it", eval_every="10it")
+    data, model, _mask, config = _setup(steps="200it", eval_every="10it", test_curve=True)
     result = train(model, data, config, seed=0)
     losses = [row["val_loss"] for row in result.history]
     assert [row["iteration"] for row in result.history] == list(range(0, 201, 10))
@@ -114,13 +115,43 @@ def test_early_stop_is_the_first_minimum_of_validation_loss():
     assert 0 <= result.final_train_accuracy <= 1 and result.final_train_accuracy > 0.5
 
 
+def test_cheap_evaluation_keeps_the_early_stop_record_of_evaluating_everything():
+    # Few, partly mislabelled training examples: the network overfits, so the validation loss
+    # turns up after its minimum and the cheap schedule has evaluations to skip.
+    data = tiny_splits(n_train=120)
+    g = torch.Generator().manual_seed(1)
+    noisy = torch.rand(120, generator=g) < 0.3
+    data.train.y[noisy] = torch.randint(0, data.num_classes, (int(noisy.sum()),), generator=g)
+    histories, records = [], []
+    for test_curve in (True, False):
+        model = initialize(build("lenet300", data.input_shape, data.num_classes, hidden=(32, 16)), seed=0)
+        config = TrainingConfig(
+            steps="300it", eval_every="10it", batch_size=30, lr=0.01, test_curve=test_curve
+        )
+        result = train(model, data, config, seed=4)
+        histories.append(pd.DataFrame(result.history))
+        records.append(result.record())
+    full, cheap = histories
+    assert records[0] == records[1]
+    pd.testing.assert_frame_equal(
+        full.drop(columns=["test_loss", "test_accuracy"]), cheap.drop(columns=["test_loss", "test_accuracy"])
+    )
+    # The test set is evaluated at the start, at each new (strict) minimum of the validation
+    # loss and at the end, and nowhere else; where it is, it gives the full run's numbers.
+    new_minimum = full.val_loss < full.val_loss.cummin().shift(fill_value=float("inf"))
+    wanted = new_minimum | (full.index == full.index[-1])
+    assert cheap.test_accuracy.notna().tolist() == wanted.tolist()
+    assert 2 < wanted.sum() < len(full) / 2  # not a trivial case: most evaluations skip the test set
+    pd.testing.assert_frame_equal(cheap[wanted], full[wanted])
+
+
 def test_same_seed_same_numbers_and_a_different_seed_a_different_order():
     results = []
     for seed in (3, 3, 4):
         data, model, mask, config = _setup()
         results.append(train(model, data, config, seed=seed, mask=mask).history)
-    assert results[0] == results[1]
-    assert results[0] != results[2]
+    assert pd.DataFrame(results[0]).equals(pd.DataFrame(results[1]))
+    assert not pd.DataFrame(results[0]).equals(pd.DataFrame(results[2]))
 
 
 def test_a_run_interrupted_anywhere_resumes_to_identical_results(tmp_path):
@@ -146,7 +177,7 @@ def test_a_run_interrupted_anywhere_resumes_to_identical_results(tmp_path):
     assert checkpoint.load()["iteration"] == 60  # the last save before the kill
     fresh = initialize(build("lenet300", data.input_shape, data.num_classes, hidden=(32, 16)), 0)
     resumed = train(fresh, data, config, seed=5, mask=mask, checkpoint=checkpoint)
-    assert resumed.history == reference.history
+    assert pd.DataFrame(resumed.history).equals(pd.DataFrame(reference.history))
     assert resumed.record() == reference.record()
     for a, b in zip(fresh.parameters(), reference_model.parameters(), strict=True):
         assert torch.equal(a, b)

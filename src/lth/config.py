@@ -51,7 +51,12 @@ class TrainingConfig:
     weight_decay: float = 0.0
     batch_size: int = 60
     steps: str = "50000it"  # the whole training budget of one level
-    eval_every: str = "100it"  # validation and test metrics every so often
+    eval_every: str = "100it"  # validation metrics every so often (the early-stopping signal)
+    # The test set is evaluated where the validation loss reaches a new minimum and at the end,
+    # which is all the early-stop record needs and costs a fraction of evaluating it every time.
+    # `test_curve = true` evaluates it at every evaluation, for plots of test accuracy during
+    # training; the record is the same either way, so this is not part of the run's hash.
+    test_curve: bool = field(default=False, metadata=UNHASHED)
     warmup: str = "0it"  # linear learning-rate warmup from 0 over this many steps
     lr_milestones: list[str] = field(default_factory=list)  # multiply lr by lr_gamma at each
     lr_gamma: float = 0.1

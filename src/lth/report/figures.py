@@ -269,13 +269,13 @@ def curves_figure(runs: Sequence[RunData], curve_levels: Sequence[int] | None) -
                     continue
                 rows = run.summary[(run.summary.variant == variant) & (run.summary.level == level)]
                 level_pm.setdefault(level, float(rows.percent_remaining.mean()))
-                x, y = curve.iteration, 100 * curve.test_accuracy
+                x, y = curve.iteration, 100 * curve.accuracy
                 ax.plot(x, y, color=color, linestyle=linestyle, linewidth=1.5)
                 if curve.trials.max() > 1:
                     ax.fill_between(
                         x,
-                        100 * curve.test_accuracy_min,
-                        100 * curve.test_accuracy_max,
+                        100 * curve.accuracy_min,
+                        100 * curve.accuracy_max,
                         color=color,
                         alpha=0.12,
                     )
@@ -285,7 +285,14 @@ def curves_figure(runs: Sequence[RunData], curve_levels: Sequence[int] | None) -
     if not drawn:
         plt.close(fig)
         return None
-    axes[0][0].set_ylabel("Test accuracy (%)")
+    splits = {curve.attrs["split"] for curve in drawn}
+    axes[0][0].set_ylabel(
+        "Test accuracy (%)"
+        if splits == {"test"}
+        else "Validation accuracy (%)"
+        if splits == {"validation"}
+        else "Accuracy (%): test, or validation where no test curve was kept"
+    )
     _zoom(axes[0][0], drawn)
     handles = [Line2D([], [], color=c, linewidth=2) for c in colors]
     names = [f"Pm {level_pm.get(lv, float('nan')):.1f}% (level {lv})" for lv in chosen]
@@ -307,7 +314,7 @@ def _zoom(ax: Axes, curves: list[pd.DataFrame]) -> None:
     later = pd.concat([c[c.iteration > c.iteration.min()] for c in curves])
     if later.empty:
         return
-    low, high = 100 * later.test_accuracy_min.min(), 100 * later.test_accuracy_max.max()
+    low, high = 100 * later.accuracy_min.min(), 100 * later.accuracy_max.max()
     pad = max(0.1 * (high - low), 0.2)
     ax.set_ylim(low - pad, min(high + pad, 100.0))
 

@@ -76,32 +76,34 @@ class RunData:
     # --- per-level files, for figures ------------------------------------------------------------
 
     def history(self, variant: str, level: int) -> pd.DataFrame | None:
-        """Test accuracy against iteration for one (variant, level), averaged over its trials.
+        """Accuracy against iteration for one (variant, level), averaged over its trials.
 
-        Columns: iteration, test_accuracy (mean), test_accuracy_min, test_accuracy_max, trials.
+        Test accuracy where every trial recorded the full test curve (`training.test_curve`),
+        else validation accuracy: by default the test set is evaluated only where the early-stop
+        record needs it. `curve.attrs["split"]` says which ("test" or "validation").
+        Columns: iteration, accuracy (mean), accuracy_min, accuracy_max, trials.
         """
         rows = self.summary[(self.summary.variant == variant) & (self.summary.level == level)]
         curves = []
         for trial in sorted(rows.trial.unique()):
             path = self.level_dir(int(trial), variant, level) / "history.csv"
             try:
-                curve = pd.read_csv(path, usecols=["iteration", "test_accuracy"])
+                curve = pd.read_csv(path, usecols=["iteration", "val_accuracy", "test_accuracy"])
             except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError):
                 self.notes.append(f"{path} is missing or unreadable: left out of the accuracy curves")
                 continue
             curves.append(curve.assign(trial=trial))
         if not curves:
             return None
-        grouped = pd.concat(curves).groupby("iteration")["test_accuracy"]
+        both = pd.concat(curves)
+        split = "test" if both.test_accuracy.notna().all() else "validation"
+        grouped = both.groupby("iteration")[f"{'test' if split == 'test' else 'val'}_accuracy"]
         out = grouped.agg(["mean", "min", "max", "count"]).reset_index()
-        return out.rename(
-            columns={
-                "mean": "test_accuracy",
-                "min": "test_accuracy_min",
-                "max": "test_accuracy_max",
-                "count": "trials",
-            }
+        out = out.rename(
+            columns={"mean": "accuracy", "min": "accuracy_min", "max": "accuracy_max", "count": "trials"}
         )
+        out.attrs["split"] = split
+        return out
 
     def layer_sparsity(self) -> pd.DataFrame | None:
         """Per imp level and prunable layer: weights remaining, layer size and percent remaining.

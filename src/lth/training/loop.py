@@ -171,7 +171,10 @@ def train(
                 if capture_at == it + 1:
                     captured = _copy_state(model)
             done, iteration = stop - iteration, stop
-            history.append(_evaluate_point(model, data, iteration))
+            # The test set only where the early-stop record may need it (or for a full curve).
+            every_time = config.test_curve or iteration == total
+            best = None if every_time else min(row["val_loss"] for row in history)
+            history.append(_evaluate_point(model, data, iteration, best))
             model.train()
             if on_progress:
                 on_progress(done)
@@ -222,14 +225,21 @@ def _step(
     optimizer.step()
 
 
-def _evaluate_point(model: nn.Module, data: Splits, iteration: int) -> dict[str, float]:
+def _evaluate_point(
+    model: nn.Module, data: Splits, iteration: int, best_val_loss: float | None = None
+) -> dict[str, float]:
+    """One row of the history. With `best_val_loss`, the test set is evaluated only if the
+    validation loss is strictly below it (a new first minimum: the early stop's test accuracy);
+    otherwise its columns hold NaN."""
     val_loss, val_acc = evaluate(model, data.val.x, data.val.y)
     if math.isnan(val_loss):
         raise LthError(
             f"training diverged (validation loss is NaN) by iteration {iteration}; "
             "lower training.lr or add training.warmup"
         )
-    test_loss, test_acc = evaluate(model, data.test.x, data.test.y)
+    test_loss = test_acc = math.nan
+    if best_val_loss is None or val_loss < best_val_loss:
+        test_loss, test_acc = evaluate(model, data.test.x, data.test.y)
     return {
         "iteration": iteration,
         "val_loss": val_loss,
