@@ -143,6 +143,7 @@ def test_finished_work_is_never_redone(tmp_path, monkeypatch):
         raise AssertionError("a finished level was trained again")
 
     monkeypatch.setattr(runner, "train", no_training)
+    monkeypatch.setattr(runner, "train_replicas", no_training)
     _, _, second = _run(tmp_path)
     pd.testing.assert_frame_equal(first, second)
 
@@ -209,32 +210,80 @@ def test_find_tickets_on_a_users_own_module_and_tensors(tmp_path):
     assert "module_Mine" in summary.attrs["run_dir"]
 
 
-def test_an_interrupted_run_finishes_with_the_summary_of_an_unbroken_one(tmp_path, monkeypatch):
-    """Stop the process (in-process here; test_cli kills a real one) inside each variant's level
-    in turn, run again, and compare every number with a run that was never stopped."""
-    _, _, reference = _run(tmp_path / "clean", "lottery.levels=2")
+@pytest.mark.parametrize(
+    ("replicas", "stops"),
+    [
+        ("1", (1, 3, 4, 6)),  # one model at a time: inside level-1 imp, random, level-2 imp, random
+        ("0", (2, 3)),  # as replicas: inside level 1's group (ticket and controls), level 2's
+    ],
+)
+def test_an_interrupted_run_finishes_with_the_summary_of_an_unbroken_one(
+    tmp_path, monkeypatch, replicas, stops
+):
+    """Stop the process (in-process here; test_cli kills a real one) inside each training in
+    turn, run again, and compare every number with a run that was never stopped."""
+    settings = ("lottery.levels=2", f"lottery.replicas={replicas}")
+    _, _, reference = _run(tmp_path / "clean", *settings)
     import lth.lottery.runner as runner
 
-    real_train = runner.train
+    real = {"train": runner.train, "train_replicas": runner.train_replicas}
 
     class Stop(Exception):
         pass
 
-    for stop_at in (1, 3, 4, 6):  # inside level-1 imp, random, level-2 imp, random
+    for stop_at in stops:
         calls = [0]
 
-        def stopping_train(*args, calls=calls, stop_at=stop_at, **kwargs):
-            calls[0] += 1
-            if calls[0] == stop_at:
-                kwargs["on_progress"] = lambda n: (_ for _ in ()).throw(Stop())
-            return real_train(*args, **kwargs)
+        def stopping(real_train, calls=calls, stop_at=stop_at):
+            def run(*args, **kwargs):
+                calls[0] += 1
+                if calls[0] == stop_at:  # stop after the first evaluation, checkpoint written
+                    kwargs["on_progress"] = lambda n: (_ for _ in ()).throw(Stop())
+                return real_train(*args, **kwargs)
 
-        monkeypatch.setattr(runner, "train", stopping_train)
-        config = _config("lottery.levels=2")
+            return run
+
+        for name, function in real.items():
+            monkeypatch.setattr(runner, name, stopping(function))
+        config = _config(*settings)
         store = RunStore(tmp_path / "stopped", config)
         runtime = Runtime(progress=False, checkpoint_interval_s=0.0)
         with contextlib.suppress(Stop):
             Experiment(config, DATA, _make_model, store, runtime).run()
-    monkeypatch.setattr(runner, "train", real_train)
-    _, _, resumed = _run(tmp_path / "stopped", "lottery.levels=2")
+    for name, function in real.items():
+        monkeypatch.setattr(runner, name, function)
+    _, _, resumed = _run(tmp_path / "stopped", *settings)
     pd.testing.assert_frame_equal(resumed, reference)
+
+
+def test_a_group_stopped_while_writing_its_results_writes_the_rest_without_training(tmp_path, monkeypatch):
+    settings = ("lottery.levels=1", "lottery.replicas=0")
+    _, _, reference = _run(tmp_path / "clean", *settings)
+    import lth.lottery.runner as runner
+    from lth.store import LevelDir
+
+    real_save = LevelDir.save_result
+    saved = []
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_one_of_the_group(self, result):
+        if result["level"] == 1 and saved:
+            raise Stop
+        real_save(self, result)
+        saved.extend([result["variant"]] if result["level"] == 1 else [])
+
+    monkeypatch.setattr(LevelDir, "save_result", stop_after_one_of_the_group)
+    with pytest.raises(Stop):
+        _run(tmp_path / "stopped", *settings)
+    assert saved == ["imp"]
+    monkeypatch.setattr(LevelDir, "save_result", real_save)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the group's outcomes were saved: nothing needs training again")
+
+    monkeypatch.setattr(runner, "train_replicas", no_training)
+    _, store, resumed = _run(tmp_path / "stopped", *settings)
+    pd.testing.assert_frame_equal(resumed, reference)
+    assert not list((store.path / "replicas").rglob("*.pt"))  # the group's checkpoint is gone

@@ -95,7 +95,7 @@ def test_the_optimiser_uses_the_scheduled_rate():
     import lth.training.loop as loop
 
     original = loop.make_optimizer
-    loop.make_optimizer = lambda m, c: Spy(m.parameters(), lr=c.lr)
+    loop.make_optimizer = lambda params, c: Spy(params, lr=c.lr)
     try:
         train(model, data, config, seed=0)
     finally:

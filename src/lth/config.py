@@ -79,6 +79,10 @@ class LotteryConfig:
     levels: int = field(default=15, metadata=UNHASHED)  # pruning rounds after the dense level 0
     trials: int = field(default=1, metadata=UNHASHED)
     variants: list[str] = field(default_factory=lambda: ["imp", "reinit", "random"], metadata=UNHASHED)
+    # How many of a level's trainings (trials, a ticket and its controls) may train at once as
+    # one vectorised model: 0 picks what pays on the device, 1 trains one model at a time.
+    # Replicas equal separate runs up to float rounding, so this is not part of the run's hash.
+    replicas: int = field(default=0, metadata=UNHASHED)
 
 
 @dataclass
@@ -265,6 +269,8 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"lottery.levels must be 0 or more, got {lot.levels}")
     if lot.trials < 1:
         raise ConfigError(f"lottery.trials must be 1 or more, got {lot.trials}")
+    if lot.replicas < 0:
+        raise ConfigError(f"lottery.replicas must be 0 (auto), 1 (off) or more, got {lot.replicas}")
     if lot.seed < 0:
         raise ConfigError(f"lottery.seed must be 0 or more, got {lot.seed}")
     if d.val_size < 1:

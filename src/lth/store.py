@@ -3,17 +3,19 @@
 Layout (one directory per config hash):
     config.toml                  the resolved config
     summary.csv                  one row per (trial, variant, level)
-    trial_T/seed.json            the trial's recorded seed
     trial_T/VARIANT/level_LL/    mask.safetensors, init.safetensors, final.safetensors,
                                  history.csv, result.json (written last: marks the level done)
                                  checkpoint.pt while training is under way
+    replicas/level_LL/ID.pt      while a group of a level's trainings is under way as replicas:
+                                 its members and their states (see `lottery.replicas`)
 `imp/level_00` is the dense network, shared by all variants; `path/level_LL` holds the
-continued-training path of strategy `continue`; `trial_T/rewind.safetensors` holds θk.
+continued-training path of strategy `continue`; `imp/level_00/rewind.safetensors` holds θk.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -131,6 +133,21 @@ class FileCheckpoint:
         torch.save(state, buffer)
         write_atomic(self.path, buffer.getvalue())
 
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class GroupCheckpoint(FileCheckpoint):
+    """The checkpoint of trainings run together as replicas; it names its members, so that an
+    interrupted group resumes as the same group."""
+
+    def __init__(self, path: Path, interval_s: float, members: list[str]):
+        super().__init__(path, interval_s)
+        self.members = members
+
+    def save(self, state: dict[str, Any]) -> None:
+        super().save(state | {"members": self.members})
+
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
@@ -186,6 +203,18 @@ class RunStore:
 
     def level(self, trial: int, variant: str, level: int) -> LevelDir:
         return LevelDir(self.trial(trial) / variant / f"level_{level:02d}")
+
+    def replica_checkpoint(self, level: int, members: list[str], interval_s: float) -> GroupCheckpoint:
+        digest = hashlib.sha256("\n".join(members).encode()).hexdigest()[:16]
+        return GroupCheckpoint(
+            self.path / "replicas" / f"level_{level:02d}" / f"{digest}.pt", interval_s, members
+        )
+
+    def replica_groups(self, level: int) -> list[list[str]]:
+        """The members of each group of `level` that stopped part-way, oldest first."""
+        folder = self.path / "replicas" / f"level_{level:02d}"
+        paths = sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+        return [FileCheckpoint(path, 0.0).load()["members"] for path in paths]
 
     def write_summary(self, rows: list[dict[str, Any]], columns: list[str]) -> Path:
         path = self.path / "summary.csv"

@@ -28,7 +28,8 @@ from lth.pruning import Mask, PruningPlan, random_like
 from lth.seeds import derive_seed
 from lth.steps import Step
 from lth.store import SUMMARY_COLUMNS, LevelDir, RunStore
-from lth.training import HISTORY_COLUMNS, iterations_per_epoch, train
+from lth.training import HISTORY_COLUMNS, TrainResult, iterations_per_epoch, train
+from lth.training.replicas import replicable, train_replicas
 
 
 @dataclass
@@ -38,6 +39,45 @@ class Runtime:
     device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
     progress: bool = True
     checkpoint_interval_s: float = 60.0  # how often a level under way saves its progress
+
+
+# Replicas per vectorised group when `lottery.replicas` is 0 (auto), from benchmarks/RESULTS.md.
+AUTO_REPLICAS_CPU = 16  # fully connected nets only: conv nets train faster one at a time on a CPU
+AUTO_REPLICAS_CUDA = 64
+
+
+@dataclass
+class Unit:
+    """One training of a level: a (trial, variant, level), its start weights (before the mask),
+    mask and start iteration."""
+
+    trial: int
+    seed: int
+    variant: str
+    level: int
+    weights: Callable[[], dict[str, torch.Tensor]]  # called only when the unit is trained
+    mask: Mask
+    start: int
+    capture_at: int | None = None  # θk for rewinding, captured from the dense level
+
+    @property
+    def id(self) -> str:
+        return f"trial_{self.trial}/{self.variant}/level_{self.level:02d}"
+
+
+@dataclass
+class Outcome:
+    """What a unit's training produced, before it is written to its level directory."""
+
+    weights: dict[str, torch.Tensor]
+    result: TrainResult
+    wall_time_s: float
+    replicas: int
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Outcome:
+        """From `dataclasses.asdict`: plain dicts, which checkpoints load without unpickling code."""
+        return cls(**(data | {"result": TrainResult(**data["result"])}))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -85,7 +125,9 @@ class Experiment:
                 f"lottery.rewind_step ({self.rewind} iterations) must be less than "
                 f"training.steps ({self.total} iterations)"
             )
-        self.plan = PruningPlan.for_model(make_model(), config.pruning)
+        model = make_model()
+        self.plan = PruningPlan.for_model(model, config.pruning)
+        self.replicas = self._replicas(model)
         self._bar: tqdm | None = None
 
     # --- driving -------------------------------------------------------------------------------
@@ -111,8 +153,10 @@ class Experiment:
             dynamic_ncols=True,
             smoothing=0.05,
         ) as self._bar:
-            for trial in chosen:
-                self._run_trial(trial, lot.seed + trial)
+            # Level by level across the chosen trials: a level's trainings (every trial's ticket
+            # and controls) depend only on the level before, so they can train together.
+            for level in range(lot.levels + 1):
+                self._train_level([unit for trial in chosen for unit in self._units(trial, level)])
         self._bar = None
         return self.write_summary()
 
@@ -122,33 +166,50 @@ class Experiment:
         path = self.total * max(lot.levels - 1, 0) if lot.strategy == "continue" else 0
         return trials * (self.total + lot.levels * per_level + path)
 
-    def _run_trial(self, trial: int, seed: int) -> None:
-        levels, variants = self.config.lottery.levels, self.config.lottery.variants
-        theta0 = initialize(self.make_model(), seed).state_dict()
-        dense = self._level(
-            trial,
-            seed,
-            "imp",
-            0,
-            theta0,
-            self.plan.dense_mask(self.make_model()),
-            0,
-            capture_at=self.rewind or None,
-        )
-        theta_k = dense.load_tensors("rewind") if self.rewind else theta0
-        for level in range(1, levels + 1):
-            mask = self._next_mask(trial, seed, level)
-            self._level(trial, seed, "imp", level, theta_k, mask, self.rewind)
-            if self.config.lottery.strategy == "continue" and level < levels:
-                self._continue_path(trial, seed, level, mask)
-            if "reinit" in variants:
-                fresh = initialize(self.make_model(), derive_seed(seed, "reinit", level)).state_dict()
-                self._level(trial, seed, "reinit", level, fresh, mask, 0)
-            if "random" in variants:
-                generator = torch.Generator().manual_seed(derive_seed(seed, "random", level))
-                self._level(trial, seed, "random", level, theta_k, random_like(mask, generator), self.rewind)
+    # --- what a level trains ---------------------------------------------------------------------
 
-    def _next_mask(self, trial: int, seed: int, level: int) -> Mask:
+    def _units(self, trial: int, level: int) -> list[Unit]:
+        """Level `level` of one trial: every training it needs, given the levels before it."""
+        lot, seed = self.config.lottery, self.config.lottery.seed + trial
+
+        def theta0() -> dict[str, torch.Tensor]:
+            return initialize(self.make_model(), seed).state_dict()
+
+        if level == 0:
+            dense = self.plan.dense_mask(self.make_model())
+            return [Unit(trial, seed, "imp", 0, theta0, dense, 0, capture_at=self.rewind or None)]
+
+        def theta_k() -> dict[str, torch.Tensor]:
+            return self.store.level(trial, "imp", 0).load_tensors("rewind") if self.rewind else theta0()
+
+        mask = self._next_mask(trial, level)
+        units = [Unit(trial, seed, "imp", level, theta_k, mask, self.rewind)]
+        if lot.strategy == "continue" and level < lot.levels:
+            # Strategy 2: keep training the pruned network from where the previous round ended;
+            # the next level's mask comes from this path.
+            source = self.store.level(trial, "path" if level > 1 else "imp", level - 1)
+            units.append(Unit(trial, seed, "path", level, lambda: source.load_tensors("final"), mask, 0))
+        if "reinit" in lot.variants:
+            fresh_seed = derive_seed(seed, "reinit", level)
+            units.append(
+                Unit(
+                    trial,
+                    seed,
+                    "reinit",
+                    level,
+                    lambda: initialize(self.make_model(), fresh_seed).state_dict(),
+                    mask,
+                    0,
+                )
+            )
+        if "random" in lot.variants:
+            generator = torch.Generator().manual_seed(derive_seed(seed, "random", level))
+            units.append(
+                Unit(trial, seed, "random", level, theta_k, random_like(mask, generator), self.rewind)
+            )
+        return units
+
+    def _next_mask(self, trial: int, level: int) -> Mask:
         """Level `level`'s mask, found by the strategy from level `level - 1`."""
         lot = self.config.lottery
         stored = self.store.level(trial, "imp", level)
@@ -161,73 +222,159 @@ class Experiment:
         previous = self.store.level(trial, source, level - 1)
         return self.plan.prune(previous.load_mask(), previous.load_tensors("final"))
 
-    def _continue_path(self, trial: int, seed: int, level: int, mask: Mask) -> None:
-        """Strategy 2: keep training the pruned network from where the previous round ended."""
-        source = self.store.level(trial, "path" if level > 1 else "imp", level - 1)
-        self._level(trial, seed, "path", level, source.load_tensors("final"), mask, 0)
+    # --- training a level's units ----------------------------------------------------------------
 
-    # --- one level -------------------------------------------------------------------------------
+    def _train_level(self, units: list[Unit]) -> None:
+        """Train the units not yet done: together as replicas where the model allows it (see
+        `lottery.replicas`), else one at a time. Groups are a function of the units alone, and a
+        group under way resumes as that group, so interrupting changes no number."""
+        pending = []
+        for unit in units:
+            if self._out(unit).done:
+                self._describe(unit)
+                if self._bar is not None:
+                    self._bar.update(self.total - unit.start)
+            else:
+                pending.append(unit)
+        for group in self._groups(units, pending):
+            if len(group) == 1:
+                self._train_one(group[0])
+            else:
+                self._train_group(group)
 
-    def _level(
-        self,
-        trial: int,
-        seed: int,
-        variant: str,
-        level: int,
-        weights: dict[str, torch.Tensor],
-        mask: Mask,
-        start: int,
-        capture_at: int | None = None,
-    ) -> LevelDir:
-        out = self.store.level(trial, variant, level)
-        lot = self.config.lottery
+    def _groups(self, units: list[Unit], pending: list[Unit]) -> list[list[Unit]]:
+        if self.replicas <= 1 or not pending:
+            return [[u] for u in pending]
+        # A group that stopped part-way resumes as itself: its members may be done already if it
+        # stopped while writing their results, which it then finishes from its checkpoint.
+        by_id, waiting = {u.id: u for u in units}, {u.id for u in pending}
+        groups = []
+        for members in self.store.replica_groups(pending[0].level):
+            if set(members) <= by_id.keys() and set(members) & waiting:
+                groups.append([by_id[m] for m in members])
+                waiting -= set(members)
+        by_start: dict[tuple[int, int | None], list[Unit]] = {}
+        for unit in pending:
+            if unit.id in waiting:
+                by_start.setdefault((unit.start, unit.capture_at), []).append(unit)
+        for same in by_start.values():
+            groups += [same[i : i + self.replicas] for i in range(0, len(same), self.replicas)]
+        return groups
+
+    def _replicas(self, model: nn.Module) -> int:
+        """How many units may train as one vectorised model: `lottery.replicas`, or for 0 (auto)
+        as many as pays on this device (see benchmarks/RESULTS.md)."""
+        wanted = self.config.lottery.replicas
+        if wanted == 1 or not replicable(model):
+            return 1
+        if wanted > 1:
+            return wanted
+        if self.runtime.device.type == "cuda":
+            return AUTO_REPLICAS_CUDA
+        has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+        return 1 if has_conv else AUTO_REPLICAS_CPU
+
+    def _describe(self, unit: Unit, replicas: int = 1) -> None:
         if self._bar is not None:
+            lot = self.config.lottery
+            together = f" ×{replicas} replicas" if replicas > 1 else ""
             self._bar.set_description(
-                f"trial {trial + 1}/{lot.trials} {variant:>6} level {level}/{lot.levels} "
-                f"Pm {100 * mask.fraction_remaining():.1f}%"
+                f"trial {unit.trial + 1}/{lot.trials} {unit.variant:>6} level {unit.level}/{lot.levels} "
+                f"Pm {100 * unit.mask.fraction_remaining():.1f}%{together}"
             )
-        if out.done:
-            if self._bar is not None:
-                self._bar.update(self.total - start)
-            return out
-        began = time.perf_counter()
+
+    def _out(self, unit: Unit) -> LevelDir:
+        return self.store.level(unit.trial, unit.variant, unit.level)
+
+    def _prepare(self, unit: Unit) -> tuple[LevelDir, nn.Module]:
+        """The unit's model at its start weights (mask ⊙ weights), with both stored."""
+        out = self._out(unit)
         model = self.make_model().to(self.runtime.device)
-        model.load_state_dict(weights)
-        mask.to(self.runtime.device).apply_(model)
-        out.save_mask(mask)
+        model.load_state_dict(unit.weights())
+        unit.mask.to(self.runtime.device).apply_(model)
+        out.save_mask(unit.mask)
         out.save_tensors("init", model.state_dict())
+        return out, model
+
+    def _train_one(self, unit: Unit) -> None:
+        self._describe(unit)
+        began = time.perf_counter()
+        out, model = self._prepare(unit)
         result = train(
             model,
             self.data,
             self.config.training,
-            seed=seed,
-            mask=mask,
-            start=start,
+            seed=unit.seed,
+            mask=unit.mask,
+            start=unit.start,
             augment=self.config.data.augment,
-            capture_at=capture_at,
+            capture_at=unit.capture_at,
             checkpoint=out.checkpoint(self.runtime.checkpoint_interval_s),
             on_progress=self._bar.update if self._bar is not None else None,
         )
-        out.save_tensors("final", model.state_dict())
+        outcome = Outcome(model.state_dict(), result, time.perf_counter() - began, 1)
+        self._finish(unit, out, outcome)
+
+    def _train_group(self, group: list[Unit]) -> None:
+        self._describe(group[0], len(group))
+        began = time.perf_counter()
+        checkpoint = self.store.replica_checkpoint(
+            group[0].level, [u.id for u in group], self.runtime.checkpoint_interval_s
+        )
+        saved = checkpoint.load()
+        if saved is None or "outcomes" not in saved:  # else training ended; only writing was cut off
+            prepared = [self._prepare(unit) for unit in group]
+            models = [model for _, model in prepared]
+            results = train_replicas(
+                models,
+                self.data,
+                self.config.training,
+                seeds=[u.seed for u in group],
+                masks=[u.mask for u in group],
+                start=group[0].start,
+                augment=self.config.data.augment,
+                capture_at=group[0].capture_at,
+                checkpoint=checkpoint,
+                on_progress=self._bar.update if self._bar is not None else None,
+            )
+            wall = (time.perf_counter() - began) / len(group)
+            outcomes = [
+                Outcome(m.state_dict(), r, wall, len(group)) for m, r in zip(models, results, strict=True)
+            ]
+            # Every outcome is saved before any is written out: a process stopped in between
+            # writes the rest from here, rather than recomputing them in another group.
+            checkpoint.save({"outcomes": [dataclasses.asdict(o) for o in outcomes]})
+        else:
+            outcomes = [Outcome.from_dict(o) for o in saved["outcomes"]]
+            if self._bar is not None:
+                self._bar.update(sum(self.total - u.start for u in group))
+        for unit, outcome in zip(group, outcomes, strict=True):
+            if not self._out(unit).done:
+                self._finish(unit, self._out(unit), outcome)
+        checkpoint.remove()
+
+    def _finish(self, unit: Unit, out: LevelDir, outcome: Outcome) -> None:
+        result = outcome.result
+        out.save_tensors("final", outcome.weights)
         if result.captured is not None:
             out.save_tensors("rewind", result.captured)
         out.save_history(result.history, HISTORY_COLUMNS)
         out.save_result(
             {
-                "trial": trial,
-                "seed": seed,
-                "variant": variant,
-                "level": level,
-                "percent_remaining": 100 * mask.fraction_remaining(),
+                "trial": unit.trial,
+                "seed": unit.seed,
+                "variant": unit.variant,
+                "level": unit.level,
+                "percent_remaining": 100 * unit.mask.fraction_remaining(),
                 **result.record(),
-                "start_iteration": start,
+                "start_iteration": unit.start,
                 "iterations": self.total,
-                "remaining_per_layer": mask.remaining(),
-                "wall_time_s": time.perf_counter() - began,
+                "remaining_per_layer": unit.mask.remaining(),
+                "wall_time_s": outcome.wall_time_s,
+                "replicas": outcome.replicas,
             }
         )
         self.write_summary()
-        return out
 
     # --- summary ---------------------------------------------------------------------------------
 

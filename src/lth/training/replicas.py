@@ -1,0 +1,326 @@
+"""Many independent trainings as one vectorised model: K replicas, one set of kernels per step.
+
+A small network trains far below the machine's limit one model at a time: LeNet-300-100's
+matrix products at batch 60 are too small to keep a CPU's vector units (or a GPU) busy, and
+every step pays Python and dispatch overhead. K replicas of one architecture (trials, or a
+ticket with its `reinit` and `random` controls) train here as one model: their weights are
+stacked along a new leading dimension and `torch.func.vmap` turns each layer into one batched
+product. Every replica keeps its own weights, mask, data order and optimiser state, so the
+results are those of K separate `train` calls, up to float rounding (batched products may sum
+in a different order); tests compare them. Checkpoints are written per replica in `train`'s own
+format, gathered in one file per group: a group resumes as a whole, so a resumed group
+computes exactly what an unbroken one would have.
+
+Models with dropout or batch norm train one at a time (`replicable`): vectorised, their random
+draws and running statistics could not equal separate runs'.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from lth.config import TrainingConfig
+from lth.data import Splits, augment_batch
+from lth.errors import LthError
+from lth.pruning import Mask
+from lth.seeds import derive_seed
+from lth.steps import Step
+from lth.training.evaluate import eval_batch_size
+from lth.training.loop import (
+    BatchOrder,
+    Checkpoint,
+    TrainResult,
+    iterations_per_epoch,
+    make_optimizer,
+    make_schedule,
+    test_threshold,
+)
+
+
+def replicable(model: nn.Module) -> bool:
+    """Whether replicas of `model` train exactly like separate copies (no dropout, no batch norm)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            return False
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
+            return False
+    return True
+
+
+class Replicas:
+    """K models of one architecture as stacked tensors, run as one through `vmap`."""
+
+    def __init__(self, models: Sequence[nn.Module]):
+        self.k = len(models)
+        self.names = list(models[0].state_dict())  # state_dict order, as checkpoints keep it
+        params, buffers = stack_module_state(list(models))
+        self.params: dict[str, torch.Tensor] = params  # leaves with requires_grad, [K, ...]
+        self.buffers: dict[str, torch.Tensor] = buffers
+        self.base = copy.deepcopy(models[0]).to("meta")  # the architecture, without storage
+
+    def __call__(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
+        """Logits [K, B, classes] for inputs [B, ...] seen by every replica (`shared`), or [K, B, ...]."""
+
+        def one(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor):
+            return functional_call(self.base, (params, buffers), (x,))
+
+        return vmap(one, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, x)
+
+    def state_dict(self, k: int) -> dict[str, torch.Tensor]:
+        """Replica k's weights as its own model's state_dict. Cloned: a slice would keep (and
+        torch.save would write) the whole stack."""
+        both = self.params | self.buffers
+        return {name: both[name][k].detach().clone() for name in self.names}
+
+    def load_state_dict(self, k: int, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for name, tensor in (self.params | self.buffers).items():
+                tensor[k].copy_(state[name])
+
+    def write_back(self, models: Sequence[nn.Module]) -> None:
+        """Copy each replica's weights into its model, as `train` leaves a model trained."""
+        for k, model in enumerate(models):
+            model.load_state_dict(self.state_dict(k))
+
+
+def train_replicas(
+    models: Sequence[nn.Module],
+    data: Splits,
+    config: TrainingConfig,
+    *,
+    seeds: Sequence[int],
+    masks: Sequence[Mask] | None = None,
+    start: int = 0,
+    augment: bool = False,
+    capture_at: int | None = None,
+    checkpoint: Checkpoint | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[TrainResult]:
+    """`train` for each of `models` at once: replica k has seed `seeds[k]` and mask `masks[k]`;
+    all share the config, start and `capture_at`, and `checkpoint` saves them all in one go.
+    Each model is left trained in place, as `train` leaves it. `on_progress` counts iterations
+    summed over replicas.
+    """
+    k = len(models)
+    if len(seeds) != k or (masks is not None and len(masks) != k):
+        raise ValueError("train_replicas needs one seed (and one mask, if any) per model")
+    if not all(replicable(m) for m in models):
+        raise LthError(
+            "models with dropout or batch norm cannot be trained as replicas; train them one by one"
+        )
+    device = data.train.x.device
+    per_epoch = iterations_per_epoch(data, config.batch_size)
+    total = Step.parse(config.steps).iterations(per_epoch)
+    every = Step.parse(config.eval_every).iterations(per_epoch)
+    if start > total:
+        raise LthError(f"cannot start training at iteration {start}: the budget is {total} iterations")
+    if masks is not None:
+        for model, mask in zip(models, masks, strict=True):
+            mask.to(device).apply_(model)
+    stack = Replicas(models)
+    optimizer = make_optimizer(list(stack.params.values()), config)
+    stacked_masks = (
+        [(stack.params[name], torch.stack([m[name] for m in masks]).to(device)) for name in masks[0]]
+        if masks is not None
+        else []
+    )
+    schedule = make_schedule(config, per_epoch)
+    orders = [BatchOrder(len(data.train), config.batch_size, s) for s in seeds]
+
+    histories: list[list[dict[str, float]]] = [[] for _ in range(k)]
+    captured = [stack.state_dict(r) for r in range(k)] if capture_at == start else [None] * k
+    iteration = start
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        iteration, histories, captured = _restore(saved["replicas"], stack, optimizer)
+        if on_progress:
+            on_progress(k * (iteration - start))
+    else:
+        _evaluate_point(stack, data, iteration, histories, [None] * k)
+    last_save = time.monotonic()
+    while iteration < total:
+        stop = min(total, (iteration // every + 1) * every)
+        for it in range(iteration, stop):
+            idx = torch.stack([order.indices(it) for order in orders]).to(device)
+            x, y = data.train.x[idx], data.train.y[idx]  # [K, B, ...]
+            if augment:
+                x = torch.stack(
+                    [
+                        augment_batch(x[r], torch.Generator().manual_seed(derive_seed(s, "augment", it)))
+                        for r, s in enumerate(seeds)
+                    ]
+                )
+            _step(stack, optimizer, schedule(it), x, y, stacked_masks)
+            if capture_at == it + 1:
+                captured = [stack.state_dict(r) for r in range(k)]
+        done, iteration = stop - iteration, stop
+        thresholds = [test_threshold(h, iteration == total, config) for h in histories]
+        _evaluate_point(stack, data, iteration, histories, thresholds)
+        if on_progress:
+            on_progress(k * done)
+        if checkpoint and iteration < total and time.monotonic() - last_save >= checkpoint.interval_s:
+            checkpoint.save({"replicas": _snapshots(stack, optimizer, iteration, histories, captured)})
+            last_save = time.monotonic()
+
+    train_losses, train_accs = _evaluate(stack, data.train.x, data.train.y, range(k))
+    stack.write_back(models)
+    return [
+        TrainResult.from_history(histories[r], (train_losses[r], train_accs[r]), captured[r])
+        for r in range(k)
+    ]
+
+
+def _step(
+    stack: Replicas,
+    optimizer: torch.optim.Optimizer,
+    lr: float,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    masks: list[tuple[torch.Tensor, torch.Tensor]],
+) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    logits = stack(x, shared=False)  # [K, B, classes]
+    batch = logits.shape[1]
+    # Each replica's mean loss, summed: the gradient of the sum is each replica's own gradient.
+    losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+    loss = losses.view(stack.k, batch).mean(1).sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for param, m in masks:
+        param.grad.mul_(m)  # a pruned weight gets no gradient, so Adam/momentum state stays 0
+    optimizer.step()
+
+
+@torch.inference_mode()
+def _evaluate(
+    stack: Replicas, x: torch.Tensor, y: torch.Tensor, which: Sequence[int]
+) -> tuple[list[float], list[float]]:
+    """(mean loss, accuracy) per replica in `which`, on (x, y), as `evaluate` computes them."""
+    which = list(which)
+    sub = stack if len(which) == stack.k else _subset(stack, which)
+    # The same chunks as `evaluate` for fully connected nets; conv activations grow with K.
+    batch = eval_batch_size(stack.base)
+    if batch < len(x) and any(isinstance(m, nn.modules.conv._ConvNd) for m in stack.base.modules()):
+        batch = max(batch // len(which), 100)
+    loss_sum = torch.zeros(len(which), dtype=torch.float64, device=x.device)
+    correct = torch.zeros(len(which), dtype=torch.int64, device=x.device)
+    for begin in range(0, len(x), batch):
+        logits = sub(x[begin : begin + batch], shared=True)  # [k, n, classes]
+        target = y[begin : begin + batch]
+        n = len(target)
+        losses = F.cross_entropy(logits.flatten(0, 1), target.repeat(len(which)), reduction="none")
+        loss_sum += losses.view(len(which), n).sum(1).double()
+        correct += (logits.argmax(-1) == target).sum(1)
+    n = max(len(x), 1)
+    return (loss_sum / n).tolist(), (correct.double() / n).tolist()
+
+
+def _subset(stack: Replicas, which: list[int]) -> Replicas:
+    sub = copy.copy(stack)
+    index = torch.tensor(which, device=next(iter(stack.params.values())).device)
+    sub.k = len(which)
+    sub.params = {n: t.detach().index_select(0, index) for n, t in stack.params.items()}
+    sub.buffers = {n: t.index_select(0, index) for n, t in stack.buffers.items()}
+    return sub
+
+
+def _evaluate_point(
+    stack: Replicas,
+    data: Splits,
+    iteration: int,
+    histories: list[list[dict[str, float]]],
+    thresholds: list[float | None],
+) -> None:
+    """Append one history row per replica, with the test set where `train` would evaluate it."""
+    val_losses, val_accs = _evaluate(stack, data.val.x, data.val.y, range(stack.k))
+    for r, loss in enumerate(val_losses):
+        if math.isnan(loss):
+            raise LthError(
+                f"training diverged (validation loss is NaN) by iteration {iteration} in replica {r}; "
+                "lower training.lr or add training.warmup"
+            )
+    need = [r for r, t in enumerate(thresholds) if t is None or val_losses[r] < t]
+    test = dict(zip(need, zip(*_evaluate(stack, data.test.x, data.test.y, need), strict=True), strict=True))
+    for r, history in enumerate(histories):
+        test_loss, test_acc = test.get(r, (math.nan, math.nan))
+        history.append(
+            {
+                "iteration": iteration,
+                "val_loss": val_losses[r],
+                "val_accuracy": val_accs[r],
+                "test_loss": test_loss,
+                "test_accuracy": test_acc,
+            }
+        )
+
+
+# --- checkpoints: one state per replica, each in `train`'s format ----------------------------------
+
+
+def _snapshots(
+    stack: Replicas,
+    optimizer: torch.optim.Optimizer,
+    iteration: int,
+    histories: list[list[dict[str, float]]],
+    captured: list[dict[str, torch.Tensor] | None],
+) -> list[dict[str, Any]]:
+    full = optimizer.state_dict()
+    shapes = [p.shape for p in stack.params.values()]
+    out = []
+    for r in range(stack.k):
+        state = {
+            i: {key: _slice(value, shapes[i], r) for key, value in per_param.items()}
+            for i, per_param in full["state"].items()
+        }
+        out.append(
+            {
+                "iteration": iteration,
+                "model": stack.state_dict(r),
+                "optimizer": {"state": state, "param_groups": full["param_groups"]},
+                "history": histories[r],
+                "captured": captured[r],
+                "rng": torch.get_rng_state(),
+                "cuda_rng": None,  # replicas draw no random numbers from the global generators
+            }
+        )
+    return out
+
+
+def _slice(value: Any, stacked_shape: torch.Size, r: int) -> Any:
+    """Replica r's part of one optimiser state entry: per-weight tensors are stacked like the
+    weights; scalars such as Adam's step count are shared."""
+    if torch.is_tensor(value) and value.shape == stacked_shape:
+        return value[r].clone()
+    return value.clone() if torch.is_tensor(value) else value
+
+
+def _restore(
+    states: list[dict[str, Any]], stack: Replicas, optimizer: torch.optim.Optimizer
+) -> tuple[int, list[list[dict[str, float]]], list[dict[str, torch.Tensor] | None]]:
+    if len(states) != stack.k:
+        raise LthError(f"a checkpoint of {len(states)} replicas cannot resume a group of {stack.k}")
+    device = next(iter(stack.params.values())).device
+    for r, state in enumerate(states):
+        stack.load_state_dict(r, state["model"])
+    first = states[0]["optimizer"]
+    stacked_state = {
+        i: {
+            key: torch.stack([s["optimizer"]["state"][i][key] for s in states]).to(device)
+            if torch.is_tensor(value) and value.dim() > 0
+            else value
+            for key, value in per_param.items()
+        }
+        for i, per_param in first["state"].items()
+    }
+    optimizer.load_state_dict({"state": stacked_state, "param_groups": first["param_groups"]})
+    return states[0]["iteration"], [s["history"] for s in states], [s["captured"] for s in states]
