@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 import tomllib
@@ -97,7 +98,11 @@ class LevelDir:
         return Mask(read_tensors(self.path / "mask.safetensors"))
 
     def save_history(self, rows: list[dict[str, float]], columns: tuple[str, ...]) -> None:
-        write_atomic(self.path / "history.csv", _csv_bytes(rows, columns))
+        # A metric not evaluated at a row (NaN: the test set between validation minima) is empty.
+        cells = [
+            {k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()} for row in rows
+        ]
+        write_atomic(self.path / "history.csv", _csv_bytes(cells, columns))
 
     def save_result(self, result: dict[str, Any]) -> None:
         write_atomic(self.path / DONE, json.dumps(result, indent=2).encode())
