@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test bench lint clean
 
 $(BIN)/lth: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,15 @@ test: $(BIN)/lth
 	$(BIN)/lth data fetch mnist
 	$(BIN)/python -m pytest -q
 
+# Plain PyTorch loop vs lth, side by side (under 10 minutes on 2 cores; `--quick` for ~2):
+# prints a table of ratios and writes benchmarks/results/latest.json.
+bench: $(BIN)/lth
+	$(BIN)/lth data fetch mnist
+	$(BIN)/python benchmarks/run.py
+
 lint: $(BIN)/lth
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

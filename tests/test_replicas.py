@@ -80,6 +80,25 @@ def test_replicas_equal_separate_trainings(name, settings, seeds, extra):
     _assert_same_training(separate, (together, results))
 
 
+def test_replicas_evaluate_the_test_set_where_separate_trainings_do():
+    # Few, partly mislabelled examples: validation loss turns up, so most evaluations skip the
+    # test set, and at some none of the replicas needs it.
+    data = tiny_splits(n_train=120)
+    g = torch.Generator().manual_seed(1)
+    noisy = torch.rand(120, generator=g) < 0.3
+    data.train.y[noisy] = torch.randint(0, data.num_classes, (int(noisy.sum()),), generator=g)
+    config = TrainingConfig(steps="300it", eval_every="10it", batch_size=30, lr=0.01)
+    seeds = [4, 5, 6]
+    separate = ([_model("lenet300", r) for r in range(3)], [])
+    for model, seed in zip(separate[0], seeds, strict=True):
+        separate[1].append(train(model, data, config, seed=seed))
+    together = [_model("lenet300", r) for r in range(3)]
+    results = train_replicas(together, data, config, seeds=seeds)
+    _assert_same_training(separate, (together, results))
+    skipped = [pd.DataFrame(r.history).test_accuracy.isna() for r in results]
+    assert (skipped[0] & skipped[1] & skipped[2]).any()  # an evaluation where no replica needs it
+
+
 def test_pruned_weights_and_their_optimiser_state_stay_exactly_zero_in_replicas():
     masks = _masks("lenet300", 3)
     models = [_model("lenet300", r) for r in range(3)]

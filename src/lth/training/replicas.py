@@ -248,10 +248,9 @@ def _evaluate(
     """(mean loss, accuracy) per replica in `which`, on (x, y), as `evaluate` computes them."""
     which = list(which)
     sub = stack if len(which) == stack.k else _subset(stack, which)
-    # The same chunks as `evaluate` for fully connected nets; conv activations grow with K.
-    batch = eval_batch_size(stack.base)
-    if batch < len(x) and any(isinstance(m, nn.modules.conv._ConvNd) for m in stack.base.modules()):
-        batch = max(batch // len(which), 100)
+    # The chunks `evaluate` uses: the replicas' activations are K times larger, but so is the
+    # work per kernel launch.
+    batch = eval_batch_size(stack.base, x.device)
     loss_sum = torch.zeros(len(which), dtype=torch.float64, device=x.device)
     correct = torch.zeros(len(which), dtype=torch.int64, device=x.device)
     for begin in range(0, len(x), batch):
@@ -267,7 +266,7 @@ def _evaluate(
 
 def _subset(stack: Replicas, which: list[int]) -> Replicas:
     sub = copy.copy(stack)
-    index = torch.tensor(which, device=next(iter(stack.params.values())).device)
+    index = torch.tensor(which, dtype=torch.long, device=next(iter(stack.params.values())).device)
     sub.k = len(which)
     sub.params = {n: t.detach().index_select(0, index) for n, t in stack.params.items()}
     sub.buffers = {n: t.index_select(0, index) for n, t in stack.buffers.items()}
@@ -290,7 +289,11 @@ def _evaluate_point(
                 "lower training.lr or add training.warmup"
             )
     need = [r for r, t in enumerate(thresholds) if t is None or val_losses[r] < t]
-    test = dict(zip(need, zip(*_evaluate(stack, data.test.x, data.test.y, need), strict=True), strict=True))
+    test = {}
+    if need:
+        test = dict(
+            zip(need, zip(*_evaluate(stack, data.test.x, data.test.y, need), strict=True), strict=True)
+        )
     for r, history in enumerate(histories):
         test_loss, test_acc = test.get(r, (math.nan, math.nan))
         history.append(
