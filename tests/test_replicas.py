@@ -190,6 +190,21 @@ def test_auto_trains_fully_connected_nets_as_replicas_on_a_cpu_and_conv_nets_one
     assert _experiment(tmp_path / "e", *conv, "lottery.replicas=4", model="conv2").replicas == 4
 
 
+def test_a_users_own_module_trains_as_replicas_only_when_asked(tmp_path):
+    def make_model():
+        return torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)
+        )
+
+    for replicas, expected in (("0", 1), ("3", 3)):
+        config = tiny_config(f"lottery.replicas={replicas}", "lottery.levels=1", trials=1)
+        store = RunStore(tmp_path / replicas, config)
+        experiment = Experiment(config, DATA, make_model, store, Runtime(progress=False))
+        assert experiment.replicas == expected
+        experiment.run()
+        assert store.level(0, "reinit", 1).load_result()["replicas"] == min(expected, 3)
+
+
 def test_a_lottery_run_as_replicas_matches_one_trained_model_at_a_time(tmp_path):
     one_by_one = pd.DataFrame(_experiment(tmp_path / "single", "lottery.replicas=1").run())
     experiment = _experiment(tmp_path / "replicas", "lottery.replicas=0")

@@ -269,6 +269,8 @@ class Experiment:
             return 1
         if wanted > 1:
             return wanted
+        if not type(model).__module__.startswith("lth.models"):
+            return 1  # a user's own module may do what vmap cannot (.item(), in-place updates): opt in
         if self.runtime.device.type == "cuda":
             return AUTO_REPLICAS_CUDA
         has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
