@@ -214,7 +214,7 @@ def test_find_tickets_on_a_users_own_module_and_tensors(tmp_path):
     ("replicas", "stops"),
     [
         ("1", (1, 3, 4, 6)),  # one model at a time: inside level-1 imp, random, level-2 imp, random
-        ("0", (2, 3)),  # as replicas: inside level 1's group (ticket and controls), level 2's
+        ("3", (2, 3)),  # as replicas: inside level 1's group (ticket and controls), level 2's
     ],
 )
 def test_an_interrupted_run_finishes_with_the_summary_of_an_unbroken_one(
@@ -257,7 +257,7 @@ def test_an_interrupted_run_finishes_with_the_summary_of_an_unbroken_one(
 
 
 def test_a_group_stopped_while_writing_its_results_writes_the_rest_without_training(tmp_path, monkeypatch):
-    settings = ("lottery.levels=1", "lottery.replicas=0")
+    settings = ("lottery.levels=1", "lottery.replicas=3")
     _, _, reference = _run(tmp_path / "clean", *settings)
     import lth.lottery.runner as runner
     from lth.store import LevelDir

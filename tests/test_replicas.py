@@ -173,21 +173,21 @@ def test_dropout_and_batch_norm_models_are_not_replicable():
 def _experiment(tmp_path, *overrides, model="lenet300", runtime=None):
     config = tiny_config(*overrides, trials=2)
     store = RunStore(tmp_path, config)
-    hidden = {"hidden": (32, 16)} if model == "lenet300" else {}
+    options = {"hidden": (32, 16)} if model == "lenet300" else {"dropout": config.model.dropout}
 
     def make_model():
-        return build(model, DATA.input_shape, DATA.num_classes, **hidden)
+        return build(model, DATA.input_shape, DATA.num_classes, **options)
 
     return Experiment(config, DATA, make_model, store, runtime or Runtime(progress=False))
 
 
-def test_auto_trains_fully_connected_nets_as_replicas_on_a_cpu_and_conv_nets_one_at_a_time(tmp_path):
-    assert _experiment(tmp_path / "a").replicas == 16
-    assert _experiment(tmp_path / "b", "lottery.replicas=1").replicas == 1
-    assert _experiment(tmp_path / "c", "lottery.replicas=4").replicas == 4
+def test_auto_trains_one_model_at_a_time_on_a_cpu_and_replicas_where_asked(tmp_path):
+    assert _experiment(tmp_path / "a").replicas == 1
+    assert _experiment(tmp_path / "b", "lottery.replicas=4").replicas == 4
     conv = ("pruning.rates={conv = 0.1, fc = 0.2, output = 0.1}",)
-    assert _experiment(tmp_path / "d", *conv, model="conv2").replicas == 1
-    assert _experiment(tmp_path / "e", *conv, "lottery.replicas=4", model="conv2").replicas == 4
+    assert _experiment(tmp_path / "c", *conv, "lottery.replicas=4", model="conv2").replicas == 4
+    dropout = _experiment(tmp_path / "d", *conv, "lottery.replicas=4", "model.dropout=0.5", model="conv2")
+    assert dropout.replicas == 1  # cannot equal separate runs: always one at a time
 
 
 def test_a_users_own_module_trains_as_replicas_only_when_asked(tmp_path):
@@ -207,7 +207,7 @@ def test_a_users_own_module_trains_as_replicas_only_when_asked(tmp_path):
 
 def test_a_lottery_run_as_replicas_matches_one_trained_model_at_a_time(tmp_path):
     one_by_one = pd.DataFrame(_experiment(tmp_path / "single", "lottery.replicas=1").run())
-    experiment = _experiment(tmp_path / "replicas", "lottery.replicas=0")
+    experiment = _experiment(tmp_path / "replicas", "lottery.replicas=16")
     vectorised = pd.DataFrame(experiment.run())
     pd.testing.assert_frame_equal(vectorised, one_by_one, rtol=1e-4, atol=1e-5)
     # Level 0 trains both trials' dense networks together; each later level, both trials'

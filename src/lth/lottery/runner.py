@@ -41,8 +41,10 @@ class Runtime:
     checkpoint_interval_s: float = 60.0  # how often a level under way saves its progress
 
 
-# Replicas per vectorised group when `lottery.replicas` is 0 (auto), from benchmarks/RESULTS.md.
-AUTO_REPLICAS_CPU = 16  # fully connected nets only: conv nets train faster one at a time on a CPU
+# Replicas per vectorised group on a GPU when `lottery.replicas` is 0 (auto). On a CPU auto
+# trains one model at a time: replicas measured ≤ 1.12× faster for LeNet and slower for Conv-2 on
+# 2 cores (benchmarks/RESULTS.md), and one model at a time gives `lth run` and `lth sweep` (which
+# groups only within a trial) the same numbers to the last digit.
 AUTO_REPLICAS_CUDA = 64
 
 
@@ -263,7 +265,7 @@ class Experiment:
 
     def _replicas(self, model: nn.Module) -> int:
         """How many units may train as one vectorised model: `lottery.replicas`, or for 0 (auto)
-        as many as pays on this device (see benchmarks/RESULTS.md)."""
+        what pays on the device (see AUTO_REPLICAS_CUDA)."""
         wanted = self.config.lottery.replicas
         if wanted == 1 or not replicable(model):
             return 1
@@ -271,10 +273,7 @@ class Experiment:
             return wanted
         if not type(model).__module__.startswith("lth.models"):
             return 1  # a user's own module may do what vmap cannot (.item(), in-place updates): opt in
-        if self.runtime.device.type == "cuda":
-            return AUTO_REPLICAS_CUDA
-        has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
-        return 1 if has_conv else AUTO_REPLICAS_CPU
+        return AUTO_REPLICAS_CUDA if self.runtime.device.type == "cuda" else 1
 
     def _describe(self, unit: Unit, replicas: int = 1) -> None:
         if self._bar is not None:
