@@ -1,11 +1,15 @@
-"""Lottery experiments: for each trial, level 0 dense → [train → prune → rewind] × levels,
-with the `reinit` and `random` controls at every level.
+"""Lottery experiments: per trial, level 0 dense → [train → prune → rewind] × levels, with the
+`reinit` and `random` controls at every level.
 
 Every level is idempotent: a level whose results are stored is read back, not recomputed, and
 a level under way continues from its checkpoint. What a level reports is its ticket: the
 level's mask applied to θ0 (or θk), trained for the full schedule. The strategies differ only
 in where the next mask comes from: the ticket's trained weights (`reset`) or a path of
 continued training that never rewinds (`continue`).
+
+Levels run in order, each across all the chosen trials: a level's trainings (each trial's
+ticket, controls and continued path) depend only on the levels before it, so where
+`lottery.replicas` allows they train together as one vectorised model (`training.replicas`).
 """
 
 from __future__ import annotations
