@@ -24,10 +24,11 @@ test: $(BIN)/lth
 	$(BIN)/python -m pytest -q
 
 # Plain PyTorch loop vs lth, side by side (under 10 minutes on 2 cores; `--quick` for ~2):
-# prints a table of ratios and writes benchmarks/results/latest.json.
+# prints a table of ratios and writes benchmarks/results/latest.json. On a GPU:
+# `make bench BENCH_ARGS="--device cuda"`.
 bench: $(BIN)/lth
 	$(BIN)/lth data fetch mnist
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 lint: $(BIN)/lth
 	$(BIN)/ruff check src tests benchmarks

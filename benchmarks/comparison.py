@@ -138,7 +138,7 @@ def per_step(
             functools.partial(plain_case, workload, tiny, final_train_eval=False), block, blocks
         ),
         "lth": block_case(functools.partial(lth_case, workload, tiny), block, blocks),
-        "matmul_peak": Case(run=lambda _: flops.matmul_peak(repeats=3)),
+        "matmul_peak": Case(run=lambda _: flops.matmul_peak(repeats=3, device=workload.device)),
     }
     samples = interleaved(cases, repeats)
     per_run = {

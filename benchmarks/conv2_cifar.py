@@ -21,7 +21,7 @@ def run(ctx: Context) -> GroupResult:
     else:
         train, val, test, steps = 1200, 500, 1000, 200
     ctx.log(f"conv2: random CIFAR-10-shaped data, {train}/{val}/{test}")
-    workload = workloads.conv2_random(train, val, test)
+    workload = workloads.conv2_random(train, val, test, device=ctx.device)
     plan = Plan(
         # 5 batches: lth's final training-set evaluation (after the clock stops) stays short.
         per_step_splits=workloads.head(workload.splits, train=300),

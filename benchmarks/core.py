@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 
 @dataclass(frozen=True)
 class Row:
@@ -38,6 +40,7 @@ class Context:
     """What every group is told: the run's settings, and where to report progress."""
 
     quick: bool
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     started: float = field(default_factory=time.monotonic)
 
     def log(self, message: str) -> None:

@@ -65,20 +65,20 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> int:
 
 def training_step_flops(model: nn.Module, input_shape: tuple[int, ...], batch: int) -> int:
     """FLOPs of one training step at batch `batch`: 2 FLOPs per MAC, × 3 for forward + backward."""
-    per_example = count_macs(model, torch.zeros(1, *input_shape))
+    per_example = count_macs(model, torch.zeros(1, *input_shape, device=next(model.parameters()).device))
     return TRAINING_STEP_FACTOR * 2 * per_example * batch
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> dict[str, Any]:
+def matmul_peak(n: int = 2048, repeats: int = 5, device: torch.device | str = "cpu") -> dict[str, Any]:
     """The fp32 matrix-product FLOP/s this process reaches now: the best of `repeats` n×n×n matmuls.
 
     The ceiling a training step's achieved FLOP/s is compared with, measured in the same run
     with the same threads, rather than a datasheet figure this shared machine never sees.
     """
     generator = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=generator)
-    b = torch.randn(n, n, generator=generator)
-    out = torch.empty(n, n)
+    a = torch.randn(n, n, generator=generator).to(device)
+    b = torch.randn(n, n, generator=generator).to(device)
+    out = torch.empty(n, n, device=device)
     seconds = best_of(lambda: torch.mm(a, b, out=out), repeats=repeats, warmup=1)
     flops = 2 * n**3
     return {"n": n, "repeats": repeats, "best_s": seconds, "flops": flops, "flop_per_s": flops / seconds}

@@ -10,7 +10,7 @@ from plain_vs_lth import Plan, run_group
 
 def run(ctx: Context) -> GroupResult:
     ctx.log("lenet: loading MNIST")
-    workload = workloads.lenet_mnist()
+    workload = workloads.lenet_mnist(device=ctx.device)
     plan = Plan(
         per_step_splits=workload.splits,
         per_step_block=100,

@@ -54,7 +54,8 @@ def apply_masks(model: nn.Module, mask: Mask) -> None:
     `weight_orig * weight_mask`, recomputed by a forward pre-hook on every forward pass."""
     for name, m in mask.items():
         module_name, param_name = name.rsplit(".", 1)
-        prune.custom_from_mask(model.get_submodule(module_name), param_name, m)
+        module = model.get_submodule(module_name)
+        prune.custom_from_mask(module, param_name, m.to(getattr(module, param_name).device))
 
 
 @torch.no_grad()

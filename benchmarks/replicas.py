@@ -60,7 +60,7 @@ def per_replica_step(
     cases: dict[str, Case] = {
         "one": comparison.block_case(functools.partial(comparison.lth_case, workload, tiny), block, blocks),
         **{f"K={k}": _replicas_case(workload, tiny, k, block * (blocks + 1), block) for k in ks},
-        "matmul_peak": Case(run=lambda _: flops.matmul_peak(repeats=3)),
+        "matmul_peak": Case(run=lambda _: flops.matmul_peak(repeats=3, device=workload.device)),
     }
     ctx.log(f"{workload.model_name}: replicas K = {', '.join(map(str, ks))}, {repeats} repeats")
     samples = interleaved(cases, repeats)
@@ -131,12 +131,14 @@ def end_to_end(
 
 def run(ctx: Context) -> GroupResult:
     ctx.log("replicas: loading MNIST")
-    lenet = workloads.lenet_mnist()
+    lenet = workloads.lenet_mnist(device=ctx.device)
+    # A GPU is where replicas should pay (small networks leave it launch-bound): look further.
+    ks, together = ((1, 4, 16, 64, 256), 64) if ctx.device.type == "cuda" else ((1, 2, 4, 8, 16), 16)
     rows, lenet_data = per_replica_step(
-        ctx, lenet, (1, 2, 4, 8, 16), block=50, blocks=3 if ctx.quick else 4, repeats=2 if ctx.quick else 3
+        ctx, lenet, ks, block=50, blocks=3 if ctx.quick else 4, repeats=2 if ctx.quick else 3
     )
-    e2e_row, e2e_data = end_to_end(ctx, lenet, 16, 500 if ctx.quick else 1000, 1 if ctx.quick else 2)
-    conv = workloads.conv2_random(600, 1, 1)
+    e2e_row, e2e_data = end_to_end(ctx, lenet, together, 500 if ctx.quick else 1000, 1 if ctx.quick else 2)
+    conv = workloads.conv2_random(600, 1, 1, device=ctx.device)
     conv_rows, conv_data = per_replica_step(
         ctx, conv, (2, 4), block=3, blocks=2, repeats=1 if ctx.quick else 2
     )

@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, help="PyTorch threads for everything (default: PyTorch's default)"
     )
+    parser.add_argument(
+        "--device", default="cpu", help="where both implementations run: cpu (default), cuda or cuda:N"
+    )
     return parser.parse_args(argv)
 
 
@@ -79,9 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             sys.exit("--threads must be at least 1")
         torch.set_num_threads(args.threads)  # before any work, so both implementations share it
-    ctx = Context(quick=args.quick)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"--device {args.device}: no CUDA GPU is available")
+    if device.type == "cuda":
+        # What `lth run --device cuda` sets: the same kernels every run.
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    ctx = Context(quick=args.quick, device=device)
     names = args.only or list(BENCHMARKS)
     meta = environment.describe() | {"quick": args.quick, "argv": argv or sys.argv[1:], "benchmarks": names}
+    meta["device"] = str(device) if device.type == "cpu" else torch.cuda.get_device_name(device)
     meta["load_average_start"] = environment.load_average()
     start = time.monotonic()
     results: dict[str, GroupResult] = {}

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 
 @dataclass(frozen=True)
 class Case:
@@ -49,12 +51,20 @@ class Samples:
         return self.outputs[-1]
 
 
+def clock() -> float:
+    """`time.perf_counter()` once queued GPU work is done: CUDA kernels run asynchronously, so
+    a clock read without waiting would time their launch, not their work. A no-op on a CPU."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 def time_once(case: Case) -> tuple[float, Any]:
     """(seconds, output) of one run of `case`, its setup excluded."""
     state = case.setup()
-    start = time.perf_counter()
+    start = clock()
     output = case.run(state)
-    return time.perf_counter() - start, output
+    return clock() - start, output
 
 
 def interleaved(cases: Mapping[str, Case], repeats: int, warmup: int = 0) -> dict[str, Samples]:
@@ -83,9 +93,9 @@ def best_of(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
         fn()
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return best
 
 

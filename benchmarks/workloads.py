@@ -15,6 +15,7 @@ from torch import nn
 from lth import data as lth_data
 from lth.config import PruningConfig
 from lth.data import Split, Splits
+from lth.lottery.runner import splits_to
 from lth.models import build, initialize
 from lth.pruning import Mask, PruningPlan
 
@@ -34,16 +35,17 @@ class Workload:
     description: str
     theta0: dict[str, torch.Tensor] = field(repr=False)
     mask: Mask = field(repr=False)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # of splits and models
 
     def fresh_model(self) -> nn.Module:
         """A new model holding θ0 (dense: each implementation applies the mask its own way)."""
         model = build(self.model_name, self.splits.input_shape, self.splits.num_classes)
         model.load_state_dict(self.theta0)
-        return model
+        return model.to(self.device)
 
     def fresh_masked(self) -> nn.Module:
         """A new model holding m ⊙ θ0, for timing pieces of lth's step directly."""
-        return self.mask.apply_(self.fresh_model())
+        return self.mask.to(self.device).apply_(self.fresh_model())
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -61,7 +63,13 @@ class Workload:
 
 
 def _with_mask(
-    name: str, model_name: str, splits: Splits, rates: dict[str, float], seed: int, **fields: Any
+    name: str,
+    model_name: str,
+    splits: Splits,
+    rates: dict[str, float],
+    seed: int,
+    device: torch.device,
+    **fields: Any,
 ) -> Workload:
     model = initialize(build(model_name, splits.input_shape, splits.num_classes), seed)
     plan = PruningPlan.for_model(model, PruningConfig(rates=rates))
@@ -70,10 +78,13 @@ def _with_mask(
     # (dense) work, and this keeps the benchmark free of a training run to build it.
     mask = plan.prune(plan.dense_mask(model), weights, rounds=MASK_ROUNDS)
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return Workload(name=name, model_name=model_name, splits=splits, theta0=theta0, mask=mask, **fields)
+    on_device = splits_to(splits, device)
+    return Workload(
+        name=name, model_name=model_name, splits=on_device, theta0=theta0, mask=mask, device=device, **fields
+    )
 
 
-def lenet_mnist(seed: int = 0) -> Workload:
+def lenet_mnist(seed: int = 0, device: torch.device | str = "cpu") -> Workload:
     """LeNet-300-100 on MNIST exactly as the paper runs it: 55K train, 5K validation, 10K test."""
     splits = lth_data.load("mnist")  # the same loader and validation split `lth run` uses
     return _with_mask(
@@ -82,6 +93,7 @@ def lenet_mnist(seed: int = 0) -> Workload:
         splits,
         {"fc": 0.2, "output": 0.1},
         seed,
+        torch.device(device),
         batch_size=60,
         lr=1.2e-3,
         level_steps=50_000,
@@ -110,7 +122,9 @@ def random_cifar_splits(n_train: int, n_val: int, n_test: int, seed: int = 0) ->
     )
 
 
-def conv2_random(n_train: int, n_val: int, n_test: int, seed: int = 0) -> Workload:
+def conv2_random(
+    n_train: int, n_val: int, n_test: int, seed: int = 0, device: torch.device | str = "cpu"
+) -> Workload:
     """Conv-2 at the paper's CIFAR-10 settings (Adam 2e-4, batch 60) on CIFAR-shaped random data."""
     return _with_mask(
         "conv2-cifar10-shaped",
@@ -118,6 +132,7 @@ def conv2_random(n_train: int, n_val: int, n_test: int, seed: int = 0) -> Worklo
         random_cifar_splits(n_train, n_val, n_test, seed),
         {"conv": 0.1, "fc": 0.2, "output": 0.1},
         seed,
+        torch.device(device),
         batch_size=60,
         lr=2e-4,
         level_steps=20_000,

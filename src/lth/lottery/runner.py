@@ -351,8 +351,8 @@ class Experiment:
             checkpoint.save({"outcomes": [dataclasses.asdict(o) for o in outcomes]})
         else:
             outcomes = [Outcome.from_dict(o) for o in saved["outcomes"]]
-            if self._bar is not None:
-                self._bar.update(sum(self.total - u.start for u in group))
+            if self._bar is not None:  # members already written were counted as done
+                self._bar.update(sum(self.total - u.start for u in group if not self._out(u).done))
         for unit, outcome in zip(group, outcomes, strict=True):
             if not self._out(unit).done:
                 self._finish(unit, self._out(unit), outcome)
