@@ -90,6 +90,16 @@ def iterations_per_epoch(data: Splits, batch_size: int) -> int:
     return max(len(data.train) // batch_size, 1)
 
 
+def budget(data: Splits, config: TrainingConfig, start: int) -> tuple[int, int, int]:
+    """(iterations per epoch, total iterations, iterations between evaluations) of a run
+    starting at iteration `start`, which must not be past the end."""
+    per_epoch = iterations_per_epoch(data, config.batch_size)
+    total = Step.parse(config.steps).iterations(per_epoch)
+    if start > total:
+        raise LthError(f"cannot start training at iteration {start}: the budget is {total} iterations")
+    return per_epoch, total, Step.parse(config.eval_every).iterations(per_epoch)
+
+
 def make_optimizer(params: list[torch.Tensor], config: TrainingConfig) -> torch.optim.Optimizer:
     # Fused kernels: one pass over all parameters per step (measured ~25% faster per LeNet step
     # on 2 CPU cores than `foreach`), same arithmetic.
@@ -149,11 +159,7 @@ def train(
     of the weights at that iteration (θk for rewinding). `checkpoint` makes the run resumable.
     """
     device = data.train.x.device
-    per_epoch = iterations_per_epoch(data, config.batch_size)
-    total = Step.parse(config.steps).iterations(per_epoch)
-    every = Step.parse(config.eval_every).iterations(per_epoch)
-    if start > total:
-        raise LthError(f"cannot start training at iteration {start}: the budget is {total} iterations")
+    per_epoch, total, every = budget(data, config, start)
     schedule = make_schedule(config, per_epoch)
     optimizer = make_optimizer(list(model.parameters()), config)
     order = BatchOrder(len(data.train), config.batch_size, seed)
@@ -174,7 +180,7 @@ def train(
             if on_progress:
                 on_progress(iteration - start)
         else:
-            history.append(_evaluate_point(model, data, iteration))
+            _evaluate_point(model, data, iteration, history, last=iteration == total, config=config)
         last_save = time.monotonic()
         model.train()
         while iteration < total:
@@ -192,9 +198,7 @@ def train(
                 if capture_at == it + 1:
                     captured = _copy_state(model)
             done, iteration = stop - iteration, stop
-            history.append(
-                _evaluate_point(model, data, iteration, test_threshold(history, iteration == total, config))
-            )
+            _evaluate_point(model, data, iteration, history, last=iteration == total, config=config)
             model.train()
             if on_progress:
                 on_progress(done)
@@ -232,37 +236,46 @@ def _step(
     optimizer.step()
 
 
-def test_threshold(history: list[dict[str, float]], last: bool, config: TrainingConfig) -> float | None:
-    """The validation loss below which the next evaluation also needs the test set, or None
-    for always: at the last evaluation, or when keeping the full test curve. Strictly below the
-    best so far, since the early stop is the *first* minimum and only its test accuracy is kept."""
-    if last or config.test_curve:
-        return None
-    return min(row["val_loss"] for row in history)
+def needs_test(history: list[dict[str, float]], val_loss: float, last: bool, config: TrainingConfig) -> bool:
+    """Whether an evaluation with this validation loss also evaluates the test set: the first and
+    last evaluations, every one when keeping the full test curve, and otherwise only a new
+    minimum. Strictly below the best so far, since the early stop is the *first* minimum and
+    only its test accuracy is kept."""
+    return last or config.test_curve or not history or val_loss < min(row["val_loss"] for row in history)
+
+
+def history_row(
+    iteration: int,
+    val: tuple[float, float],
+    test: tuple[float, float] = (math.nan, math.nan),
+    replica: int | None = None,
+) -> dict[str, float]:
+    """One row of a history (HISTORY_COLUMNS) from (loss, accuracy) pairs; NaN test metrics
+    where the test set was not evaluated. A NaN validation loss means training diverged."""
+    if math.isnan(val[0]):
+        where = "" if replica is None else f" in replica {replica}"
+        raise LthError(
+            f"training diverged (validation loss is NaN) by iteration {iteration}{where}; "
+            "lower training.lr or add training.warmup"
+        )
+    return dict(zip(HISTORY_COLUMNS, (iteration, *val, *test), strict=True))
 
 
 def _evaluate_point(
-    model: nn.Module, data: Splits, iteration: int, best_val_loss: float | None = None
-) -> dict[str, float]:
-    """One row of the history. With `best_val_loss`, the test set is evaluated only if the
-    validation loss is strictly below it (a new first minimum: the early stop's test accuracy);
-    otherwise its columns hold NaN."""
-    val_loss, val_acc = evaluate(model, data.val.x, data.val.y)
-    if math.isnan(val_loss):
-        raise LthError(
-            f"training diverged (validation loss is NaN) by iteration {iteration}; "
-            "lower training.lr or add training.warmup"
-        )
-    test_loss = test_acc = math.nan
-    if best_val_loss is None or val_loss < best_val_loss:
-        test_loss, test_acc = evaluate(model, data.test.x, data.test.y)
-    return {
-        "iteration": iteration,
-        "val_loss": val_loss,
-        "val_accuracy": val_acc,
-        "test_loss": test_loss,
-        "test_accuracy": test_acc,
-    }
+    model: nn.Module,
+    data: Splits,
+    iteration: int,
+    history: list[dict[str, float]],
+    *,
+    last: bool,
+    config: TrainingConfig,
+) -> None:
+    """Append this iteration's row to `history`, with the test set where `needs_test` says."""
+    val = evaluate(model, data.val.x, data.val.y)
+    test = (math.nan, math.nan)
+    if needs_test(history, val[0], last, config):
+        test = evaluate(model, data.test.x, data.test.y)
+    history.append(history_row(iteration, val, test))
 
 
 def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:

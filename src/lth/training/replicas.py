@@ -34,16 +34,16 @@ from lth.data import Splits, augment_batch
 from lth.errors import LthError
 from lth.pruning import Mask
 from lth.seeds import derive_seed
-from lth.steps import Step
 from lth.training.evaluate import eval_batch_size
 from lth.training.loop import (
     BatchOrder,
     Checkpoint,
     TrainResult,
-    iterations_per_epoch,
+    budget,
+    history_row,
     make_optimizer,
     make_schedule,
-    test_threshold,
+    needs_test,
 )
 
 
@@ -158,11 +158,7 @@ def train_replicas(
             "models with dropout or batch norm cannot be trained as replicas; train them one by one"
         )
     device = data.train.x.device
-    per_epoch = iterations_per_epoch(data, config.batch_size)
-    total = Step.parse(config.steps).iterations(per_epoch)
-    every = Step.parse(config.eval_every).iterations(per_epoch)
-    if start > total:
-        raise LthError(f"cannot start training at iteration {start}: the budget is {total} iterations")
+    per_epoch, total, every = budget(data, config, start)
     if masks is not None:
         for model, mask in zip(models, masks, strict=True):
             mask.to(device).apply_(model)
@@ -185,7 +181,7 @@ def train_replicas(
         if on_progress:
             on_progress(k * (iteration - start))
     else:
-        _evaluate_point(stack, data, iteration, histories, [None] * k)
+        _evaluate_point(stack, data, iteration, histories, last=iteration == total, config=config)
     last_save = time.monotonic()
     while iteration < total:
         stop = min(total, (iteration // every + 1) * every)
@@ -203,8 +199,7 @@ def train_replicas(
             if capture_at == it + 1:
                 captured = [stack.state_dict(r) for r in range(k)]
         done, iteration = stop - iteration, stop
-        thresholds = [test_threshold(h, iteration == total, config) for h in histories]
-        _evaluate_point(stack, data, iteration, histories, thresholds)
+        _evaluate_point(stack, data, iteration, histories, last=iteration == total, config=config)
         if on_progress:
             on_progress(k * done)
         if checkpoint and iteration < total and time.monotonic() - last_save >= checkpoint.interval_s:
@@ -278,33 +273,21 @@ def _evaluate_point(
     data: Splits,
     iteration: int,
     histories: list[list[dict[str, float]]],
-    thresholds: list[float | None],
+    *,
+    last: bool,
+    config: TrainingConfig,
 ) -> None:
     """Append one history row per replica, with the test set where `train` would evaluate it."""
     val_losses, val_accs = _evaluate(stack, data.val.x, data.val.y, range(stack.k))
-    for r, loss in enumerate(val_losses):
-        if math.isnan(loss):
-            raise LthError(
-                f"training diverged (validation loss is NaN) by iteration {iteration} in replica {r}; "
-                "lower training.lr or add training.warmup"
-            )
-    need = [r for r, t in enumerate(thresholds) if t is None or val_losses[r] < t]
-    test = {}
+    need = [r for r, h in enumerate(histories) if needs_test(h, val_losses[r], last, config)]
+    test: dict[int, tuple[float, float]] = {}
     if need:
         test = dict(
             zip(need, zip(*_evaluate(stack, data.test.x, data.test.y, need), strict=True), strict=True)
         )
     for r, history in enumerate(histories):
-        test_loss, test_acc = test.get(r, (math.nan, math.nan))
-        history.append(
-            {
-                "iteration": iteration,
-                "val_loss": val_losses[r],
-                "val_accuracy": val_accs[r],
-                "test_loss": test_loss,
-                "test_accuracy": test_acc,
-            }
-        )
+        val = (val_losses[r], val_accs[r])
+        history.append(history_row(iteration, val, test.get(r, (math.nan, math.nan)), replica=r))
 
 
 # --- checkpoints: one state per replica, each in `train`'s format ----------------------------------
