@@ -31,6 +31,31 @@ def tiny_splits(
     )
 
 
+def overfitting_splits() -> Splits:
+    """`tiny_splits` with few, partly (30%) mislabelled training examples: a network overfits
+    them, so its validation loss turns up after a minimum."""
+    data = tiny_splits(n_train=120)
+    g = torch.Generator().manual_seed(1)
+    noisy = torch.rand(120, generator=g) < 0.3
+    data.train.y[noisy] = torch.randint(0, data.num_classes, (int(noisy.sum()),), generator=g)
+    return data
+
+
+class RecordingCheckpoint:
+    """A training checkpoint that saves every evaluation into `saved` and has nothing to load."""
+
+    interval_s = 0.0
+
+    def __init__(self) -> None:
+        self.saved: list[dict] = []
+
+    def load(self) -> None:
+        return None
+
+    def save(self, state: dict) -> None:
+        self.saved.append(state)
+
+
 def tiny_config(*overrides: str, trials: int = 1) -> Config:
     """A LeNet config small enough for `tiny_splits`: 40 iterations per level, 3 levels."""
     base = [

@@ -13,7 +13,7 @@ from lth.pruning import PruningPlan
 from lth.store import FileCheckpoint, RunStore
 from lth.training import train
 from lth.training.replicas import replicable, train_replicas
-from tests.helpers import tiny_config, tiny_splits
+from tests.helpers import RecordingCheckpoint, overfitting_splits, tiny_config, tiny_splits
 
 DATA = tiny_splits()
 
@@ -81,12 +81,9 @@ def test_replicas_equal_separate_trainings(name, settings, seeds, extra):
 
 
 def test_replicas_evaluate_the_test_set_where_separate_trainings_do():
-    # Few, partly mislabelled examples: validation loss turns up, so most evaluations skip the
-    # test set, and at some none of the replicas needs it.
-    data = tiny_splits(n_train=120)
-    g = torch.Generator().manual_seed(1)
-    noisy = torch.rand(120, generator=g) < 0.3
-    data.train.y[noisy] = torch.randint(0, data.num_classes, (int(noisy.sum()),), generator=g)
+    # Validation loss turns up, so most evaluations skip the test set, and at some none of the
+    # replicas needs it.
+    data = overfitting_splits()
     config = TrainingConfig(steps="300it", eval_every="10it", batch_size=30, lr=0.01)
     seeds = [4, 5, 6]
     separate = ([_model("lenet300", r) for r in range(3)], [])
@@ -105,19 +102,10 @@ def test_pruned_weights_and_their_optimiser_state_stay_exactly_zero_in_replicas(
     with torch.no_grad():  # start from unmasked weights: train_replicas must zero them itself
         for model in models:
             model.get_parameter("hidden.0.weight").add_(0.01)
-    saved = []
-
-    class Spy:
-        interval_s = 0.0
-
-        def load(self):
-            return None
-
-        def save(self, state):
-            saved.append(state)
-
+    spy = RecordingCheckpoint()
     config = TrainingConfig(steps="40it", eval_every="10it", batch_size=30, weight_decay=1e-3)
-    train_replicas(models, DATA, config, seeds=[0, 1, 2], masks=masks, checkpoint=Spy())
+    train_replicas(models, DATA, config, seeds=[0, 1, 2], masks=masks, checkpoint=spy)
+    saved = spy.saved
     assert saved and all(len(state["replicas"]) == 3 for state in saved)
     index = {name: i for i, (name, _) in enumerate(models[0].named_parameters())}
     for model, mask, r in zip(models, masks, range(3), strict=True):

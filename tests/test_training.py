@@ -9,7 +9,7 @@ from lth.config import PruningConfig, TrainingConfig
 from lth.models import build, initialize
 from lth.pruning import PruningPlan
 from lth.training import LrSchedule, train
-from tests.helpers import tiny_splits
+from tests.helpers import RecordingCheckpoint, overfitting_splits, tiny_splits
 
 
 def _setup(optimizer="adam", **training):
@@ -34,25 +34,15 @@ def test_pruned_weights_and_their_optimiser_state_stay_exactly_zero(optimizer, e
     data, model, mask, config = _setup(optimizer, **extra)
     with torch.no_grad():  # start from unmasked weights: train() must zero them itself
         model.get_parameter("hidden.0.weight").add_(0.01)
-    seen_state = []
-
-    class Spy:
-        interval_s = 0.0
-
-        def load(self):
-            return None
-
-        def save(self, state):
-            seen_state.append(state["optimizer"])
-
-    train(model, data, config, seed=1, mask=mask, checkpoint=Spy())
+    spy = RecordingCheckpoint()
+    train(model, data, config, seed=1, mask=mask, checkpoint=spy)
     params = dict(model.named_parameters())
     for name, m in mask.items():
         assert torch.all(params[name][m == 0] == 0), name
         assert torch.any(params[name][m == 1] != 0), name
     # optimiser state, in the order of model.parameters()
     index = {name: i for i, name in enumerate(params)}
-    for state in seen_state:
+    for state in (saved["optimizer"] for saved in spy.saved):
         for name, m in mask.items():
             for key, value in state["state"][index[name]].items():
                 if torch.is_tensor(value) and value.shape == m.shape:
@@ -116,12 +106,8 @@ def test_early_stop_is_the_first_minimum_of_validation_loss():
 
 
 def test_cheap_evaluation_keeps_the_early_stop_record_of_evaluating_everything():
-    # Few, partly mislabelled training examples: the network overfits, so the validation loss
-    # turns up after its minimum and the cheap schedule has evaluations to skip.
-    data = tiny_splits(n_train=120)
-    g = torch.Generator().manual_seed(1)
-    noisy = torch.rand(120, generator=g) < 0.3
-    data.train.y[noisy] = torch.randint(0, data.num_classes, (int(noisy.sum()),), generator=g)
+    # The network overfits, so the cheap schedule has evaluations to skip.
+    data = overfitting_splits()
     histories, records = [], []
     for test_curve in (True, False):
         model = initialize(build("lenet300", data.input_shape, data.num_classes, hidden=(32, 16)), seed=0)
