@@ -9,9 +9,8 @@ default evaluation) against the plain loop, in training steps per second summed 
 from __future__ import annotations
 
 import functools
-import itertools
 import statistics
-import time
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -28,22 +27,20 @@ from timing import Case, Spread, interleaved, ratios
 from workloads import Workload, head
 
 
-def _replicas_case(workload: Workload, splits: Splits, k: int, steps: int, eval_every: int) -> Case:
-    """K copies of the workload trained by `train_replicas`; the output is the results and the
-    seconds of each block of `eval_every` steps after the first (as `comparison.block_case`)."""
+def replicas_case(
+    workload: Workload,
+    splits: Splits,
+    k: int,
+    steps: int,
+    eval_every: int,
+    on_progress: Callable[[int], None] | None = None,
+) -> Case:
+    """K copies of the workload (seeds 0..K-1: K data orders) trained by `train_replicas`."""
     config = lth_side.config(steps, eval_every, workload.batch_size, workload.lr, like_for_like=False)
 
-    def run(models: list[nn.Module]) -> tuple[list[TrainResult], list[float]]:
-        stamps: list[float] = []
-        results = train_replicas(
-            models,
-            splits,
-            config,
-            seeds=list(range(k)),
-            masks=[workload.mask] * k,
-            on_progress=lambda _: stamps.append(time.perf_counter()),
-        )
-        return results, [b - a for a, b in itertools.pairwise(stamps)]
+    def run(models: list[nn.Module]) -> list[TrainResult]:
+        seeds, masks = list(range(k)), [workload.mask] * k
+        return train_replicas(models, splits, config, seeds=seeds, masks=masks, on_progress=on_progress)
 
     return Case(run=run, setup=lambda: [workload.fresh_model() for _ in range(k)])
 
@@ -59,7 +56,12 @@ def per_replica_step(
     tiny = head(workload.splits, val=1, test=1)
     cases: dict[str, Case] = {
         "one": comparison.block_case(functools.partial(comparison.lth_case, workload, tiny), block, blocks),
-        **{f"K={k}": _replicas_case(workload, tiny, k, block * (blocks + 1), block) for k in ks},
+        **{
+            f"K={k}": comparison.block_case(
+                functools.partial(replicas_case, workload, tiny, k), block, blocks
+            )
+            for k in ks
+        },
         "matmul_peak": Case(run=lambda _: flops.matmul_peak(repeats=3, device=workload.device)),
     }
     ctx.log(f"{workload.model_name}: replicas K = {', '.join(map(str, ks))}, {repeats} repeats")
@@ -77,7 +79,7 @@ def per_replica_step(
     data: dict[str, Any] = {"block": block, "blocks": blocks, "repeats": repeats, "step_flops": step_flops}
     data |= {"one_s_per_step": one, "matmul_peak_flop_per_s": peaks}
     for k in ks:
-        per = [statistics.median(times) / block / k for _, times in samples[f"K={k}"].outputs]
+        per = [statistics.median(times) / block / k for times in samples[f"K={k}"].outputs]
         speedup = ratios(one, per)
         fraction = Spread.of([step_flops / s / p for s, p in zip(per, peaks, strict=True)])
         rows.append(
@@ -103,12 +105,12 @@ def end_to_end(
     every = workload.eval_every
     cases = {
         "plain": comparison.plain_case(workload, workload.splits, steps, every),
-        "replicas": _replicas_case(workload, workload.splits, k, steps, every),
+        "replicas": replicas_case(workload, workload.splits, k, steps, every),
     }
     samples = interleaved(cases, repeats)
     plain_t, replicas_t = samples["plain"].seconds, samples["replicas"].seconds
     throughput = ratios([k * p for p in plain_t], replicas_t)  # (k·steps/replicas_t) ÷ (steps/plain_t)
-    accuracies = [r.final_test_accuracy for r in samples["replicas"].last_output[0]]
+    accuracies = [r.final_test_accuracy for r in samples["replicas"].last_output]
     row = Row(
         f"end to end, {steps:,} steps, evaluation every {every}: {k} replicas' steps/s (summed) ÷ plain",
         spread_text(throughput.median, throughput.low, throughput.high),
@@ -122,7 +124,7 @@ def end_to_end(
         "eval_every": every,
         "seconds": {name: s.seconds for name, s in samples.items()},
         "replicas_over_plain_throughput": throughput.as_dict(),
-        "replica_records": [r.record() for r in samples["replicas"].last_output[0]],
+        "replica_records": [r.record() for r in samples["replicas"].last_output],
         "plain_record": samples["plain"].last_output.record(),
         "s_per_replica_step_with_evaluation": [t / (k * steps) for t in replicas_t],
     }
