@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import inspect
+import types
 from pathlib import Path
 
 import pandas as pd
@@ -12,10 +14,11 @@ import torch
 from torch import nn
 
 from lth import data as datasets
+from lth.compose import check_model, model_factory, model_options
 from lth.config import Config, resolve, with_overrides
 from lth.errors import ConfigError
 from lth.lottery import SUMMARY_COLUMNS, Experiment, Runtime, resolve_device
-from lth.models import build
+from lth.models import initialize
 from lth.store import RunStore
 
 DEFAULT_OUT = Path("runs")
@@ -36,18 +39,11 @@ def run(
     `config` is a `Config`, a preset name or a path to a TOML file. Results go to
     `out/<model>-<dataset>-<hash>/`; running the same config again does no finished work twice.
     """
-    if isinstance(config, str):
-        config = resolve(config)
-    if overrides:
-        config = with_overrides(config, overrides)
+    config = _config(config, overrides)
     splits = datasets.load(
         config.data.dataset, data_dir, val_size=config.data.val_size, split_seed=config.data.split_seed
     )
-    options = {"dropout": config.model.dropout} if config.model.dropout else {}
-
-    def make_model() -> nn.Module:
-        return build(config.model.name, splits.input_shape, splits.num_classes, **options)
-
+    make_model = model_factory(config, splits)
     return _run(config, splits, make_model, out, device, progress, checkpoint_interval_s)
 
 
@@ -68,8 +64,16 @@ def find_tickets(
     `config.data.val_size` examples are held out of `train`. Prunable layers are the model's
     `prunable()` if it has one, else every Conv/Linear weight, the last Linear being `output`.
     Each trial's θ0 comes from the submodules' `reset_parameters()` under the trial's seed.
+    The run directory is named by the module's structure and code, its θ0 and the tensors, so
+    running again resumes, and a changed `forward` starts afresh.
     """
-    config = Config() if config is None else (resolve(config) if isinstance(config, str) else config)
+    config = _config(config)
+    if options := list(model_options(config.model)):
+        raise ConfigError(
+            f"model.{options[0]} is an option of lth's models, not of your own module; "
+            "build it into the module"
+        )
+    _check_tensors({"train": train, "val": val, "test": test})
     x_train, y_train = train[0].float(), train[1].long()
     if val is None:
         train_split, val_split = datasets.split_train_val(
@@ -80,8 +84,6 @@ def find_tickets(
         val_split = datasets.Split(val[0].float(), val[1].long())
     test_split = datasets.Split(test[0].float(), test[1].long())
     labels = torch.cat([train_split.y, val_split.y, test_split.y])
-    if labels.numel() == 0 or labels.min() < 0:
-        raise ConfigError("labels must be non-negative class indices")
     digest = _fingerprint(train_split, val_split, test_split)
     splits = datasets.Splits(
         name=f"tensors:{digest}",
@@ -90,14 +92,110 @@ def find_tickets(
         test=test_split,
         num_classes=int(labels.max()) + 1,
     )
-    architecture = hashlib.sha256(repr(model).encode()).hexdigest()[:8]
+    template = copy.deepcopy(model).cpu()
+    theta0 = initialize(copy.deepcopy(template), config.lottery.seed)
+    architecture = _module_key(theta0)
+    check_model(theta0, splits, config.pruning)
     config = dataclasses.replace(
         config,
         data=dataclasses.replace(config.data, dataset=splits.name),
         model=dataclasses.replace(config.model, name=f"module:{type(model).__name__}:{architecture}"),
     )
-    template = copy.deepcopy(model).cpu()
     return _run(config, splits, lambda: copy.deepcopy(template), out, device, progress, 60.0)
+
+
+def _config(config: Config | str | None, overrides: list[str] | None = None) -> Config:
+    """A validated `Config` from a preset name, a TOML path or a `Config` (one built in Python
+    has not been validated yet)."""
+    if config is None:
+        config = Config()
+    elif isinstance(config, str):
+        config = resolve(config)
+    if overrides:
+        config = with_overrides(config, overrides)
+    return config.validated()
+
+
+def _check_tensors(pairs: dict[str, tuple[torch.Tensor, torch.Tensor] | None]) -> None:
+    """Refuse tensors that training could not use, naming the split, before anything runs."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, pair in pairs.items():
+        if pair is None:
+            continue
+        if not (isinstance(pair, tuple | list) and len(pair) == 2 and all(torch.is_tensor(t) for t in pair)):
+            raise ConfigError(f"{name} must be a pair of tensors (inputs, labels)")
+        x, y = pair
+        if y.ndim != 1 or x.ndim < 2 or len(x) != len(y) or len(y) == 0:
+            raise ConfigError(
+                f"{name} has inputs of shape {tuple(x.shape)} and labels of shape {tuple(y.shape)}: "
+                "give N ≥ 1 examples as inputs (N, ...) and one class index per example, labels (N,)"
+            )
+        if (y.is_floating_point() and not torch.equal(y, y.round())) or y.min() < 0:
+            raise ConfigError(f"{name}'s labels must be class indices 0, 1, 2, …; relabel them")
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            raise ConfigError(f"{name}'s inputs hold NaN or infinite values; clean or drop those examples")
+        shapes[name] = tuple(x.shape[1:])
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise ConfigError(f"train, val and test examples must all have one shape; got {listed}")
+
+
+def _module_key(theta0: nn.Module) -> str:
+    """What determines a user's module's numbers, short: its structure (`repr`), the code of
+    its classes (a changed `forward` leaves the repr as it was) and θ0, its state after
+    `initialize` for the config's seed, so two fresh instances of one class share a directory."""
+    h = hashlib.sha256(repr(theta0).encode())
+    for cls in _own_classes(theta0):
+        h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
+        h.update(_class_code(cls))
+    for name, tensor in theta0.state_dict().items():
+        h.update(name.encode())
+        _hash_tensor(h, tensor)
+    return h.hexdigest()[:8]
+
+
+def _own_classes(model: nn.Module) -> list[type]:
+    """The classes of the model's modules and their bases, but PyTorch's own: the code that its
+    version and the repr already pin."""
+    classes: dict[type, None] = {}  # an ordered set
+    for module in model.modules():
+        for cls in type(module).__mro__:
+            if cls is not object and cls.__module__.partition(".")[0] != "torch":
+                classes[cls] = None
+    return list(classes)
+
+
+def _class_code(cls: type) -> bytes:
+    """The class's source and each of its functions' own. A function's source is found by its
+    line number, a class's only by name (two classes of one name in one file share the first's),
+    and a function without source (exec, some REPLs) is taken as its bytecode."""
+    parts = [_source(cls) or b""]
+    for value in vars(cls).values():
+        function = getattr(value, "__func__", getattr(value, "fget", value))  # static, class, property
+        if isinstance(function, types.FunctionType):
+            parts.append(_source(function) or _code_bytes(function.__code__))
+    return b"".join(parts)
+
+
+def _source(obj: object) -> bytes | None:
+    try:
+        return inspect.getsource(obj).encode()
+    except (OSError, TypeError):
+        return None
+
+
+def _code_bytes(code: types.CodeType) -> bytes:
+    # co_names too: `torch.relu` and `torch.tanh` compile to the same bytecode and constants.
+    parts = [code.co_code, repr(code.co_names).encode()]
+    for const in code.co_consts:  # nested functions are code objects, whose repr is an address
+        parts.append(_code_bytes(const) if isinstance(const, types.CodeType) else repr(const).encode())
+    return b"".join(parts)
+
+
+def _hash_tensor(h: hashlib._Hash, tensor: torch.Tensor) -> None:
+    h.update(str((tuple(tensor.shape), tensor.dtype)).encode())
+    # Raw bytes through uint8, which every dtype (bfloat16 too, unlike NumPy) can be viewed as.
+    h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
 def _run(
@@ -124,6 +222,5 @@ def _fingerprint(*splits: datasets.Split) -> str:
     h = hashlib.sha256()
     for split in splits:
         for t in (split.x, split.y):
-            h.update(str((tuple(t.shape), t.dtype)).encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            _hash_tensor(h, t)
     return h.hexdigest()[:12]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -226,6 +227,7 @@ def _check_type(value: Any, kind: Any, name: str) -> Any:
 
 
 def _validate(config: Config) -> None:
+    _finite(config, "")
     t, p, lot, d = config.training, config.pruning, config.lottery, config.data
     _choice("training.optimizer", t.optimizer, ("adam", "sgd"))
     _choice("pruning.method", p.method, ("layerwise", "global"))
@@ -282,6 +284,22 @@ def _validate(config: Config) -> None:
             "lottery.schedule 'oneshot' prunes once from the dense network, so it takes "
             "lottery.strategy 'reset', not 'continue'"
         )
+
+
+def _finite(value: Any, name: str) -> None:
+    """Refuse NaN and ±inf in every float of the tree, in lists and tables too: NaN passes every
+    range check below (its comparisons are all False) and inf passes the open-ended ones."""
+    if dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            _finite(getattr(value, f.name), f"{name}.{f.name}" if name else f.name)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _finite(item, f"{name}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _finite(item, f"{name}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value}")
 
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:

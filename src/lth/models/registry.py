@@ -10,7 +10,8 @@ also provides:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable
 
 from torch import nn
 
@@ -33,8 +34,23 @@ def names() -> list[str]:
     return sorted(_MODELS)
 
 
-def build(name: str, input_shape: tuple[int, ...], num_classes: int, **options: object) -> nn.Module:
-    """Build the registered model `name` for data of `input_shape` (C, H, W) and `num_classes`."""
+def check_options(name: str, options: Iterable[str]) -> None:
+    """Refuse an unknown model, or an option its constructor does not take, naming the models
+    that do take it (so a config fails with one line, not a TypeError from deep inside a run)."""
     if name not in _MODELS:
         raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(names())}")
+    for option in options:
+        if not _takes(_MODELS[name], option):
+            takers = ", ".join(n for n in names() if _takes(_MODELS[n], option)) or "none"
+            raise ConfigError(f"model.{option}: {name} takes no {option}; models with {option}: {takers}")
+
+
+def build(name: str, input_shape: tuple[int, ...], num_classes: int, **options: object) -> nn.Module:
+    """Build the registered model `name` for data of `input_shape` (C, H, W) and `num_classes`."""
+    check_options(name, options)
     return _MODELS[name](tuple(input_shape), num_classes, **options)
+
+
+def _takes(cls: type[nn.Module], option: str) -> bool:
+    parameters = inspect.signature(cls).parameters
+    return option in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())

@@ -29,8 +29,10 @@ from typing import Any
 
 import tomli_w
 
+from lth.compose import model_options
 from lth.config import Config, from_dict, load_file, load_preset, preset_names
 from lth.errors import ConfigError
+from lth.models import check_options
 from lth.store import run_name
 
 TOP_KEYS = ("base", "description", "grid", "out", "set", "trials")
@@ -204,9 +206,11 @@ def _apply(config: Config, values: dict[str, Any], source: str, where: str) -> C
             node = node[part]
         node[leaf] = value
     try:
-        return from_dict(data)
+        config = from_dict(data)
+        check_options(config.model.name, model_options(config.model))  # the data-free model checks
     except ConfigError as err:
         raise ConfigError(f"{source}: {where}: {err}") from None
+    return config
 
 
 def _add(runs: dict[str, Run], run: Run, source: str) -> None:

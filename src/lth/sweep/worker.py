@@ -61,21 +61,16 @@ def run_unit(task: Task) -> Outcome:
 
 def _run(task: Task) -> None:
     import torch
-    from torch import nn
 
+    from lth.compose import model_factory
     from lth.lottery import Experiment, Runtime, resolve_device
-    from lth.models import build
     from lth.store import RunStore
 
     if task.threads:
         torch.set_num_threads(task.threads)
     config = task.config
     splits = _load(config, task.data_dir)
-    options = {"dropout": config.model.dropout} if config.model.dropout else {}
-
-    def make_model() -> nn.Module:
-        return build(config.model.name, splits.input_shape, splits.num_classes, **options)
-
+    make_model = model_factory(config, splits)
     store = RunStore(task.out, config)
     runtime = Runtime(
         device=resolve_device(task.device), progress=False, checkpoint_interval_s=task.checkpoint_interval_s
