@@ -26,6 +26,15 @@ def test_presets_lists_name_description_and_runtime():
     assert "LeNet-300-100" in line and "minutes" in line
 
 
+def test_criteria_lists_name_description_and_whether_it_needs_data():
+    out = lth("criteria")
+    assert out.returncode == 0, out.stderr
+    rows = {row.split()[0]: row for row in out.stdout.splitlines()}
+    assert {"magnitude", "random"} <= set(rows)
+    assert "smallest weights go first" in rows["magnitude"] and rows["magnitude"].endswith("[weights only]")
+    assert all(row.endswith(("[weights only]", "[needs training data]")) for row in rows.values())
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

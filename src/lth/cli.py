@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     presets = sub.add_parser("presets", help="list the presets")
     presets.set_defaults(command=_presets)
 
+    criteria = sub.add_parser("criteria", help="list the pruning criteria (pruning.criterion)")
+    criteria.set_defaults(command=_criteria)
+
     data = sub.add_parser("data", help="data sets")
     data_sub = data.add_subparsers(required=True, metavar="ACTION")
     fetch = data_sub.add_parser("fetch", help="download and verify a data set")
@@ -192,6 +195,17 @@ def _presets(args: argparse.Namespace) -> int:
     width = max(len(name) for name, _ in rows)
     for name, config in rows:
         print(f"{name:<{width}}  {config.description}  [{config.expected_runtime}]")
+    return 0
+
+
+def _criteria(args: argparse.Namespace) -> int:
+    from lth.pruning import criteria
+
+    rows = [criteria.get(name) for name in criteria.names()]
+    width = max(len(c.name) for c in rows)
+    for c in rows:
+        data = "needs training data" if c.needs_data else "weights only"
+        print(f"{c.name:<{width}}  {c.description}  [{data}]")
     return 0
 
 

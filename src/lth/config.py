@@ -69,6 +69,9 @@ class PruningConfig:
     # Fraction of the *remaining* weights pruned per round, by layer kind; kinds not named
     # are not pruned. With method "global" every named kind shares one pool and one rate.
     rates: dict[str, float] = field(default_factory=lambda: {"fc": 0.2, "output": 0.1})
+    # What ranks the weights: a name in the criteria registry (`lth criteria`); the lowest-scored
+    # survivors are pruned, layer by layer or globally as `method` says.
+    criterion: str = "magnitude"
 
 
 @dataclass
@@ -227,10 +230,16 @@ def _check_type(value: Any, kind: Any, name: str) -> Any:
 
 
 def _validate(config: Config) -> None:
+    from lth.pruning import criteria  # here, not at the top: lth.pruning imports this module
+
     _finite(config, "")
     t, p, lot, d = config.training, config.pruning, config.lottery, config.data
     _choice("training.optimizer", t.optimizer, ("adam", "sgd"))
     _choice("pruning.method", p.method, ("layerwise", "global"))
+    try:
+        criteria.get(p.criterion)
+    except ConfigError as err:
+        raise ConfigError(f"pruning.criterion: {err}") from None
     _choice("lottery.strategy", lot.strategy, ("reset", "continue"))
     _choice("lottery.schedule", lot.schedule, ("iterative", "oneshot"))
     for variant in lot.variants:
