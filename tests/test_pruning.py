@@ -39,6 +39,27 @@ def test_lenet_percent_remaining_compounds_as_in_the_paper():
     assert (pm[3], pm[7], pm[9], pm[15], pm[16]) == (51.3, 21.1, 13.5, 3.6, 2.9)
 
 
+def test_pm_over_all_weights_counts_resnets_unpruned_output_and_shortcuts_as_remaining():
+    model = initialize(build("resnet20", (3, 32, 32), 10), seed=0)
+    plan = PruningPlan.for_model(model, PruningConfig(method="global", rates={"conv": 0.2}))
+    mask, weights = plan.dense_mask(model), dict(model.named_parameters())
+    shapes = {name: t.shape for name, t in model.state_dict().items()}  # batch norm's too: not weights
+    assert mask.fraction_remaining_all(shapes) == 1.0
+    for _ in range(10):
+        mask = plan.prune(mask, weights)
+    convs = sum(mask.remaining().values())
+    # 3×3 convs pruned; the output (640) and the 1×1 shortcuts (2,560) whole; 270,896 weights in all
+    assert mask.fraction_remaining_all(shapes) == (convs + 640 + 2560) / 270_896
+    # the paper's 11.8% is round 10, whose Pm over the pruned convs is 10.7%
+    assert (
+        round(100 * mask.fraction_remaining(), 1),
+        round(100 * mask.fraction_remaining_all(shapes), 1),
+    ) == (
+        10.7,
+        11.8,
+    )
+
+
 def test_the_lowest_magnitudes_go_first_whatever_their_sign():
     w = torch.tensor([[-5.0, 0.1, 3.0, -0.2, 1.0, -0.05, 4.0, -2.0, 0.3, 6.0]])
     mask = Mask({"w": torch.ones_like(w)})

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -43,6 +43,7 @@ SUMMARY_COLUMNS = [
     "variant",
     "level",
     "percent_remaining",
+    "percent_remaining_all",
     "early_stop_iteration",
     "early_stop_val_loss",
     "early_stop_val_accuracy",
@@ -96,6 +97,17 @@ class LevelDir:
 
     def load_mask(self) -> Mask:
         return Mask(read_tensors(self.path / "mask.safetensors"))
+
+    def percent_remaining_all(self) -> float | None:
+        """Pm over all weights (`Mask.fraction_remaining_all`) from the stored mask and the shapes
+        in final.safetensors, for a result written before result.json recorded it; None where
+        either file is unreadable."""
+        try:
+            return 100 * self.load_mask().fraction_remaining_all(
+                tensor_shapes(self.path / "final.safetensors")
+            )
+        except StoreError:
+            return None
 
     def save_history(self, rows: list[dict[str, float]], columns: tuple[str, ...]) -> None:
         # A metric not evaluated at a row (NaN: the test set between validation minima) is empty.
@@ -157,10 +169,23 @@ class GroupCheckpoint(FileCheckpoint):
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_safetensors(path.read_bytes())
-    except FileNotFoundError:
-        raise damaged(path, "file is missing") from None
     except (SafetensorError, ValueError, OSError) as err:
-        raise damaged(path, str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+        raise _unreadable(path, err) from None
+
+
+def tensor_shapes(path: Path) -> dict[str, list[int]]:
+    """Name → shape of every tensor in a safetensors file, from its header alone."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            return {name: f.get_slice(name).get_shape() for name in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, ValueError, OSError) as err:
+        raise _unreadable(path, err) from None
+
+
+def _unreadable(path: Path, err: Exception) -> StoreError:
+    if isinstance(err, FileNotFoundError):
+        return damaged(path, "file is missing")
+    return damaged(path, str(err).splitlines()[0] if str(err) else type(err).__name__)
 
 
 def _csv_bytes(rows: list[dict[str, Any]], columns: tuple[str, ...] | list[str]) -> bytes:

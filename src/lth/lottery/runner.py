@@ -364,6 +364,7 @@ class Experiment:
         if result.captured is not None:
             out.save_tensors("rewind", result.captured)
         out.save_history(result.history, HISTORY_COLUMNS)
+        shapes = {name: w.shape for name, w in outcome.weights.items()}
         out.save_result(
             {
                 "trial": unit.trial,
@@ -371,6 +372,7 @@ class Experiment:
                 "variant": unit.variant,
                 "level": unit.level,
                 "percent_remaining": 100 * unit.mask.fraction_remaining(),
+                "percent_remaining_all": 100 * unit.mask.fraction_remaining_all(shapes),
                 **result.record(),
                 "start_iteration": unit.start,
                 "iterations": self.total,
@@ -400,6 +402,8 @@ def write_summary(config: Config, store: RunStore) -> list[dict[str, Any]]:
                 stored = store.level(trial, "imp" if level == 0 else variant, level)
                 if stored.done:
                     result = stored.load_result()
+                    if "percent_remaining_all" not in result:  # written before lth recorded it
+                        result["percent_remaining_all"] = stored.percent_remaining_all()
                     rows.append({c: result[c] for c in SUMMARY_COLUMNS} | {"variant": variant})
     store.write_summary(rows, SUMMARY_COLUMNS)
     return rows

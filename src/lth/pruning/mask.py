@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -52,6 +53,23 @@ class Mask(Mapping[str, torch.Tensor]):
         """Pm as a fraction: surviving prunable weights over all prunable weights."""
         total = sum(self.sizes().values())
         return sum(self.remaining().values()) / total if total else 1.0
+
+    def fraction_remaining_all(self, shapes: Mapping[str, Sequence[int]]) -> float:
+        """Pm over all weights as a fraction, the paper's Pm: this mask's survivors plus every
+        weight of the layers it does not prune, over all weights.
+
+        `shapes` is a model's state dict as names → shapes. Its weights are its tensors of two or
+        more dimensions: the weight of every conv and linear layer (and of any other such layer a
+        user's module has, e.g. an embedding). Biases and batch norm's scales, shifts and running
+        statistics are 1-D and are not weights here, as in the paper's weight counts. For
+        ResNet-20 the unpruned output layer and 1×1 shortcuts count as remaining; where every
+        weight is prunable this equals `fraction_remaining`.
+        """
+        sizes = {name: math.prod(shape) for name, shape in shapes.items() if len(shape) >= 2}
+        sizes |= self.sizes()
+        remaining = self.remaining()
+        total = sum(sizes.values())
+        return sum(remaining.get(name, size) for name, size in sizes.items()) / total if total else 1.0
 
     def layer_fractions(self) -> dict[str, float]:
         sizes = self.sizes()

@@ -138,7 +138,7 @@ def analyse(run: RunData) -> RunReport:
         run=run,
         aggregate=table,
         findings=findings,
-        paper=published.compare(run.config, findings, iterations),
+        paper=published.compare(run.config, run.summary, iterations),
         near_misses=[] if published.match_experiment(run.config) else published.near_misses(run.config),
         missing=describe_missing(run),
         iterations=iterations,
@@ -152,7 +152,7 @@ def build_report(
     curve_levels: Sequence[int] | None = None,
 ) -> Report:
     """Read the runs, compute the findings, and write aggregate.csv, figures and the page to `out`."""
-    from lth.report.page import write_pages  # the page imports this module's types
+    from lth.report.page import relative, write_pages  # the page imports this module's types
 
     if not run_dirs:
         raise StoreError("no run directory given: name one or more, e.g. `lth report runs/lenet300-mnist-…`")
@@ -164,7 +164,9 @@ def build_report(
     )
     _writable(report.out)
     report.files["aggregate"] = report.out / "aggregate.csv"
-    report.aggregate.to_csv(report.files["aggregate"], index=False)
+    table = report.aggregate  # naming each run's directory as the page does: from the report's folder
+    table["run_dir"] = [relative(Path(p), report.out) for p in table.run_dir]
+    table.to_csv(report.files["aggregate"], index=False)
     report.figures = render_all([r.run for r in report.runs], report.aggregate, report.out, curve_levels)
     report.files.update(write_pages(report))
     return report

@@ -115,9 +115,16 @@ class Findings:
         return out
 
 
-def compute_findings(summary: pd.DataFrame, iterations: int | None = None) -> Findings:
+def compute_findings(
+    summary: pd.DataFrame, iterations: int | None = None, pm: str = "percent_remaining"
+) -> Findings:
     """The headline findings; `iterations` (the training budget per level) lets them say when
-    early stopping only ever picked the last evaluation, i.e. training was too short to tell."""
+    early stopping only ever picked the last evaluation, i.e. training was too short to tell.
+
+    `pm` is the summary column Pm is read from: the pruned layers' (the default, as in the
+    figures) or all weights' (`percent_remaining_all`, the paper's). Every Pm in the findings,
+    though named `percent_remaining`, is then that one."""
+    summary = summary.assign(percent_remaining=summary[pm])
     imp = summary[summary.variant == "imp"]
     dense = imp[imp.level == 0]
     if dense.empty:

@@ -4,11 +4,13 @@ A report never fails because a run is unfinished: it reports the levels that are
 lists the (trial, variant, level) triples the config asks for that summary.csv does not hold yet.
 Per-level files a figure needs (history.csv, result.json, masks) are read only for levels the
 summary lists as done; one that is missing or unreadable is skipped with a note, not an error.
+Nor does a run written before lth recorded Pm over all weights (see `fill_percent_remaining_all`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +19,9 @@ import pandas as pd
 
 from lth.config import Config, from_dict
 from lth.errors import LthError, StoreError
-from lth.report.table import read_summary
+from lth.report.table import read_summary, unpruned_weights
 from lth.steps import Step
-from lth.store import read_tensors
+from lth.store import LevelDir, read_tensors
 
 VARIANT_ORDER = ("imp", "reinit", "random")
 
@@ -53,6 +55,11 @@ class RunData:
         return not self.missing
 
     @property
+    def unpruned_weights(self) -> bool:
+        """Whether Pm over all weights differs from Pm over the pruned layers in this run."""
+        return unpruned_weights(self.summary)
+
+    @property
     def variants(self) -> list[str]:
         """The variants the summary holds, in the paper's order (imp first), then any others."""
         present = list(dict.fromkeys(self.summary["variant"]))
@@ -62,6 +69,10 @@ class RunData:
         # Level 0 is the dense network, stored once under imp and shared by every variant.
         stored = "imp" if level == 0 else variant
         return self.path / f"trial_{trial}" / stored / f"level_{level:02d}"
+
+    def within(self, path: Path) -> str:
+        """A file of this run as its notes name it: from the run directory, which the page names."""
+        return path.relative_to(self.path).as_posix()
 
     def iterations(self) -> int | None:
         """Training iterations per level, as the runner recorded them (epochs already converted)."""
@@ -90,7 +101,9 @@ class RunData:
             try:
                 curve = pd.read_csv(path, usecols=["iteration", "val_accuracy", "test_accuracy"])
             except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError):
-                self.notes.append(f"{path} is missing or unreadable: left out of the accuracy curves")
+                self.notes.append(
+                    f"{self.within(path)} is missing or unreadable: left out of the accuracy curves"
+                )
                 continue
             curves.append(curve.assign(trial=trial))
         if not curves:
@@ -123,7 +136,9 @@ class RunData:
                 try:
                     mask = read_tensors(level_path / "mask.safetensors")
                 except StoreError:
-                    self.notes.append(f"{level_path / 'mask.safetensors'} is unreadable: layer sizes unknown")
+                    self.notes.append(
+                        f"{self.within(level_path / 'mask.safetensors')} is unreadable: layer sizes unknown"
+                    )
                     continue
                 sizes = sizes or {name: t.numel() for name, t in mask.items()}
                 if remaining is None:
@@ -168,8 +183,32 @@ def read_run(run_dir: str | Path) -> RunData:
         key=lambda c: c.map(order).fillna(len(order)) if c.name == "variant" else c,
     ).reset_index(drop=True)
     run = RunData(path=path, config=config, summary=summary)
+    fill_percent_remaining_all(run)
     run.missing = find_missing(run)
     return run
+
+
+def fill_percent_remaining_all(run: RunData) -> None:
+    """Give every row its Pm over all weights. A summary written before lth recorded it lacks the
+    column (or, rewritten since, has empty cells where a level's files were unreadable): derive it
+    from the level's stored mask and weights; where those are unreadable too, the pruned layers'
+    Pm stands in, which is exact where every conv and linear weight is pruned (LeNet and
+    Conv-2/4/6 as the paper prunes them), and a note says so."""
+    summary = run.summary
+    if "percent_remaining_all" not in summary:
+        summary["percent_remaining_all"] = math.nan
+    for i in summary.index[summary.percent_remaining_all.isna()]:
+        trial, variant, level = summary.loc[i, ["trial", "variant", "level"]]
+        derived = LevelDir(run.level_dir(int(trial), variant, int(level))).percent_remaining_all()
+        summary.loc[i, "percent_remaining_all"] = math.nan if derived is None else derived
+    unknown = summary.percent_remaining_all.isna()
+    if unknown.any():
+        summary.loc[unknown, "percent_remaining_all"] = summary.percent_remaining[unknown]
+        run.notes.append(
+            f"{int(unknown.sum())} of {len(summary)} results predate Pm over all weights and have no "
+            "readable mask.safetensors and final.safetensors to derive it from: Pm over the pruned "
+            "layers stands in for it (the same where every conv and linear weight is pruned)"
+        )
 
 
 def read_config(run_dir: Path) -> Config:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ VERDICT_MARKS = {
     published.FAILS: "✗ does not hold",
     published.NOT_REACHED: "– not reached",
     published.NO_DATA: "– no data",
+    published.NOT_TESTABLE: "– not testable",  # + "at N iterations per level" (`_mark`)
 }
 
 
@@ -103,7 +105,7 @@ def outline(report: Report) -> Outline:
             [
                 [
                     r.run.label,
-                    f"`{r.run.path}`",
+                    f"`{relative(r.run.path, report.out)}`",
                     str(r.run.config.lottery.trials),
                     str(r.run.config.lottery.levels),
                     f"{r.iterations:,}" if r.iterations else "?",
@@ -125,7 +127,7 @@ def outline(report: Report) -> Outline:
             )
             page.add(Bullets(r.missing))
         if r.run.notes:
-            page.add(Para(f"{_who(r, several)}has unreadable files, left out of the figures:", warn=True))
+            page.add(Para(f"{_who(r, several)}has files that could not be read:", warn=True))
             page.add(Bullets(sorted(set(r.run.notes))))
 
     page.add(Heading(2, "Findings"))
@@ -148,7 +150,7 @@ def outline(report: Report) -> Outline:
     for r in runs:
         for variant in r.run.variants:
             page.add(Heading(3, f"{r.run.label}: {variant}" if several else variant))
-            page.add(_level_table(r.aggregate[r.aggregate.variant == variant]))
+            page.add(_level_table(r.aggregate[r.aggregate.variant == variant], r.run.unpruned_weights))
         controls = _controls_table(r)
         if controls is not None:
             page.add(
@@ -203,18 +205,28 @@ def _paper_section(page: Outline, r: RunReport) -> None:
         page.add(
             Para(
                 f"Shortened run: {comparison.iterations:,} training iterations per level where the paper "
-                f"trains {comparison.paper_iterations:,}. Its numbers are set beside the paper's for "
-                "orientation; they are not comparable one-for-one.",
+                f"trains {comparison.paper_iterations:,}. Claims about the accuracy a network reaches "
+                "or when it early-stops depend on the budget, so this run cannot test them; the others "
+                "set the ticket beside the dense network at the same budget. Its numbers are set beside "
+                "the paper's for orientation; they are not comparable one-for-one.",
                 warn=True,
             )
         )
     if comparison.deviations:
         page.add(Para("Settings that differ from the paper's:"), Bullets(comparison.deviations))
+    both = r.run.unpruned_weights  # then say which Pm each claim is checked against
     page.add(
         Table(
-            ["claim", "source", "paper", "this run", "verdict"],
+            ["claim", "source", "paper", "this run", *(["Pm of"] if both else []), "verdict"],
             [
-                [c.text, c.source, c.paper, c.ours, VERDICT_MARKS.get(c.verdict, c.verdict)]
+                [
+                    c.text,
+                    c.source,
+                    c.paper,
+                    c.ours,
+                    *([published.PM_WORDS.get(c.pm_counts, "–")] if both else []),
+                    _mark(c, comparison),
+                ]
                 for c in comparison.checks
             ],
         )
@@ -222,18 +234,34 @@ def _paper_section(page: Outline, r: RunReport) -> None:
     page.add(
         Para(
             "A claim at Pm P is checked at the run's level nearest P (within a factor "
-            f'{published.PM_TOLERANCE:g}); "partly" means the effect is there but smaller than published.'
+            f"{published.PM_TOLERANCE:g}), in the Pm the claim means: the paper's counts all weights, "
+            'pruned or not (conv and linear weights; not biases or batch norm); "partly" means the effect '
+            "is there but smaller than published."
+            + (
+                " The findings and figures use the Pm of the pruned layers; the tables give both."
+                if both
+                else ""
+            )
         )
     )
 
 
-def _level_table(rows: pd.DataFrame) -> Table:
+def _mark(check: published.Check, comparison: published.PaperComparison) -> str:
+    mark = VERDICT_MARKS.get(check.verdict, check.verdict)
+    if check.verdict == published.NOT_TESTABLE:
+        return f"{mark} at {comparison.iterations:,} iterations per level"
+    return mark
+
+
+def _level_table(rows: pd.DataFrame, both: bool) -> Table:
+    """Per level of one variant; `both`: Pm over all weights beside Pm over the pruned layers."""
     body = []
     for row in rows.itertuples():
         body.append(
             [
                 str(row.level),
                 f"{row.percent_remaining_mean:.1f}",
+                *([f"{row.percent_remaining_all_mean:.1f}"] if both else []),
                 str(row.trials),
                 _mean_std(row.early_stop_iteration_mean, row.early_stop_iteration_std, 1, 0),
                 _mean_std(row.early_stop_test_accuracy_mean, row.early_stop_test_accuracy_std, 100, 2),
@@ -244,7 +272,7 @@ def _level_table(rows: pd.DataFrame) -> Table:
     return Table(
         [
             "level",
-            "Pm %",
+            *(["Pm % (pruned layers)", "Pm % (all weights)"] if both else ["Pm %"]),
             "trials",
             "early-stop iteration",
             "early-stop test %",
@@ -304,7 +332,7 @@ def to_markdown(page: Outline, out: Path) -> str:
             lines += [_md_row(block.header), _md_row(["---"] * len(block.header))]
             lines += [_md_row(row) for row in block.rows] + [""]
         elif isinstance(block, Figure):
-            lines += [f"![{block.figure.title}]({_relative(block.figure.png, out)})", ""]
+            lines += [f"![{block.figure.title}]({relative(block.figure.png, out)})", ""]
         elif isinstance(block, Code):
             lines += ([f"**{block.title}**", ""] if block.title else []) + ["```toml", block.text, "```", ""]
     return "\n".join(lines)
@@ -314,10 +342,12 @@ def _md_row(cells: Iterable[str]) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
 
-def _relative(path: Path, out: Path) -> str:
+def relative(path: Path, folder: Path) -> str:
+    """`path` as a report's files name it: relative to `folder`, the report's, so that a page
+    moved along with its runs, or committed, names no folder of the machine that made it."""
     try:
-        return path.relative_to(out).as_posix()
-    except ValueError:
+        return Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix()
+    except ValueError:  # on another drive (Windows): there is no relative path
         return path.as_posix()
 
 
@@ -335,6 +365,7 @@ figure { margin: 0.5em 0; } figure img { max-width: 100%; height: auto; }
 pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 code { font-size: 0.9em; }
 .v-holds { color: #1a7f37; } .v-does-not-hold { color: #c62828; } .v-partly { color: #9a6700; }
+.v-not-testable { color: #666; }
 """
 
 
@@ -374,7 +405,7 @@ def to_html(page: Outline) -> str:
 
 def _td(cell: str) -> str:
     for verdict, mark in VERDICT_MARKS.items():
-        if cell == mark:
+        if cell.startswith(mark):  # "– not testable at …" too
             return f'<td class="v-{verdict.replace(" ", "-")}">{html.escape(cell)}</td>'
     return f"<td>{_inline(cell)}</td>"
 

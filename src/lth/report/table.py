@@ -21,7 +21,7 @@ REQUIRED_COLUMNS = (
     "final_train_accuracy",
 )
 # Numeric columns the runner also writes; older or hand-made summaries may lack them.
-OPTIONAL_NUMERIC = ("seed", "early_stop_val_accuracy", "final_train_loss")
+OPTIONAL_NUMERIC = ("seed", "percent_remaining_all", "early_stop_val_accuracy", "final_train_loss")
 
 
 def read_summary(run_dir: str | Path) -> pd.DataFrame:
@@ -59,12 +59,22 @@ def read_summary(run_dir: str | Path) -> pd.DataFrame:
     return summary
 
 
+def unpruned_weights(summary: pd.DataFrame) -> bool:
+    """Whether the run leaves some weights unpruned (ResNet's shortcuts and output, VGG's output),
+    so that its Pm over all weights differs from Pm over the pruned layers: reports show both."""
+    if "percent_remaining_all" not in summary:
+        return False
+    return bool(((summary.percent_remaining_all - summary.percent_remaining).abs() > 1e-9).any())
+
+
 def level_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Mean (± std where there are several trials) per variant and level."""
     grouped = summary.groupby(["variant", "level"], sort=False)
+    both = {"pm_all": ("percent_remaining_all", "mean")} if "percent_remaining_all" in summary else {}
     table = grouped.agg(
         trials=("trial", "nunique"),
         pm=("percent_remaining", "mean"),
+        **both,
         es_iter=("early_stop_iteration", "mean"),
         es_test_acc=("early_stop_test_accuracy", "mean"),
         es_test_acc_std=("early_stop_test_accuracy", "std"),
@@ -75,14 +85,17 @@ def level_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_table(summary: pd.DataFrame) -> str:
-    """One block per variant: Pm, early-stop iteration and accuracies (as percents)."""
+    """One block per variant: Pm (also over all weights where that differs), early-stop
+    iteration and accuracies (as percents)."""
     table = level_table(summary)
+    both = unpruned_weights(summary)
     blocks = []
     for variant, rows in table.groupby("variant", sort=False):
         shown = pd.DataFrame(
             {
                 "level": rows["level"],
                 "Pm %": rows["pm"].map("{:.1f}".format),
+                **({"Pm all weights %": rows["pm_all"].map("{:.1f}".format)} if both else {}),
                 "early-stop it": rows["es_iter"].map("{:.0f}".format),
                 "early-stop test %": [
                     _pct(m, s) for m, s in zip(rows["es_test_acc"], rows["es_test_acc_std"], strict=True)
