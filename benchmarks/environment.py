@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from lth.environment import cpu_model
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -20,16 +22,6 @@ def _git(*args: str) -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return done.stdout.rstrip("\n")  # not strip(): a porcelain status line starts with a space
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def describe() -> dict[str, Any]:
@@ -44,6 +36,7 @@ def describe() -> dict[str, Any]:
         "cpu": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "mkl_cbwr": os.environ.get("MKL_CBWR", ""),  # "AUTO,STRICT": sums independent of threads
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 

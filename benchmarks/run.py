@@ -25,6 +25,7 @@ import conv2_cifar
 import environment
 import lenet_mnist
 import replicas
+import sums
 from core import Context, GroupResult
 from table import render
 
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[Context], GroupResult]] = {
     "lenet": lenet_mnist.run,
     "conv2": conv2_cifar.run,
     "replicas": replicas.run,
+    "sums": sums.run,
 }
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"

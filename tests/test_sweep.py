@@ -436,3 +436,30 @@ sys.exit(main(["sweep", {str(sweep)!r}, "--backend", "ray", "--out", {str(tmp_pa
     assert (
         out.stderr.strip() == "lth: error: --backend ray needs Ray, an optional extra: pip install 'lth[ray]'"
     )
+
+
+def test_a_task_no_node_fits_is_refused_on_a_local_instance_and_waited_for_on_a_cluster(local_ray, capsys):
+    from lth.sweep.ray_backend import RayBackend, unplaceable
+
+    nodes = [{"CPU": 2.0}, {"CPU": 8.0, "GPU": 1.0}]
+    assert unplaceable(nodes, 8, 1) is None
+    assert unplaceable(nodes, 16, 0) == (
+        "no node of the Ray cluster that is up now can run a task with 16 CPUs and 0 GPUs "
+        "(the largest has 8 CPUs, 1 GPUs)"
+    )
+    with pytest.raises(LthError, match=r"can run a task with 64 CPUs .*; lower --cpus-per-task"):
+        RayBackend._check_resources(64, 0, can_grow=False)
+    # An autoscaling cluster adds the node later: a warning, and the sweep goes on.
+    RayBackend._check_resources(64, 0, can_grow=True)
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("lth: warning: no node of the Ray cluster") and "autoscaling" in line
+
+
+def test_a_local_sweep_without_its_data_set_stops_before_any_unit_runs(tmp_path):
+    sweep = write_sweep(tmp_path / "sweep.toml", fixed=TINY)
+    (tmp_path / "empty").mkdir()
+    out = lth("sweep", str(sweep), "--out", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "empty"))
+    assert out.returncode == 1
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("lth: error: ") and "lth data fetch mnist" in line, line
+    assert not list((tmp_path / "runs").glob("*/config.toml"))  # nothing was started

@@ -37,6 +37,7 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
         ("model.name=resnet1001", "unknown model 'resnet1001': choose one of conv2, conv4, conv6, lenet300"),
         ("pruning.rates={conv=0.2}", "pruning.rates names layer kind 'conv', which this model does not have"),
         ("training.lr=nan", "training.lr must be a finite number, got nan"),
+        ("lottery.rewind_step='60000it'", "lottery.rewind_step (60000 iterations) must be less than"),
     ],
 )
 def test_a_bad_run_is_one_line_and_writes_no_run_directory(tmp_path, mnist_root, override, message):

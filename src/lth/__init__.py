@@ -6,6 +6,8 @@
 >>> summary = lth.find_tickets(my_module, train=(x, y), test=(x_test, y_test))
 """
 
+# First: it sets MKL_CBWR before PyTorch makes its first matrix product (see environment.py).
+import lth.environment  # noqa: F401
 from lth.api import find_tickets, run
 from lth.config import Config, load_preset, preset_names, with_overrides
 from lth.errors import ConfigError, DataError, LthError, StoreError

@@ -14,12 +14,11 @@ import torch
 from torch import nn
 
 from lth import data as datasets
-from lth.compose import check_model, model_factory, model_options
+from lth.compose import check_model, model_factory, model_options, open_experiment
 from lth.config import Config, resolve, with_overrides
 from lth.errors import ConfigError
-from lth.lottery import SUMMARY_COLUMNS, Experiment, Runtime, resolve_device
+from lth.lottery import SUMMARY_COLUMNS, Runtime, resolve_device
 from lth.models import initialize
-from lth.store import RunStore
 
 DEFAULT_OUT = Path("runs")
 
@@ -207,13 +206,13 @@ def _run(
     progress: bool,
     checkpoint_interval_s: float,
 ) -> pd.DataFrame:
-    store = RunStore(out, config)
     runtime = Runtime(
         device=resolve_device(device), progress=progress, checkpoint_interval_s=checkpoint_interval_s
     )
-    rows = Experiment(config, splits, make_model, store, runtime).run()
+    experiment = open_experiment(config, splits, make_model, out, runtime)
+    rows = experiment.run()
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    summary.attrs["run_dir"] = str(store.path)
+    summary.attrs["run_dir"] = str(experiment.store.path)
     return summary
 
 

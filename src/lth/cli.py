@@ -47,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu or cuda")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="PyTorch threads (default: PyTorch's, one per core); numbers do not depend on it",
+    )
+    run.add_argument(
         "--checkpoint-every",
         type=float,
         default=60.0,
@@ -168,12 +175,24 @@ def _data_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _set_threads(threads: int) -> None:
+    import torch
+
+    from lth.errors import ConfigError
+
+    if threads < 1:
+        raise ConfigError(f"--threads must be 1 or more, got {threads}")
+    torch.set_num_threads(threads)
+
+
 def _run(args: argparse.Namespace) -> int:
     from lth.api import run
     from lth.config import resolve, with_overrides
     from lth.report import format_table
 
     config = with_overrides(resolve(args.config), args.overrides)
+    if args.threads is not None:
+        _set_threads(args.threads)
     summary = run(
         config,
         out=args.out,

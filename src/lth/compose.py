@@ -1,15 +1,18 @@
-"""The composition root: a config and its data → the `make_model` a run builds every network with.
+"""The composition root: a config and its data → the `make_model` a run builds every network with,
+and the experiment in its run directory.
 
-`lth run` (`api.run`) and a sweep's workers both build models here, and everything about the
-model that would otherwise fail in the middle of a run (an option the model does not take, an
-input it cannot handle, too few outputs for the labels, a pruning kind it lacks) fails here, with
-one line, before a run directory is written.
+`lth run` (`api.run`; `find_tickets` opens its experiment here too) and a sweep's workers build
+models here, and everything that would otherwise fail in the middle of a run (an option the
+model does not take, an input it cannot handle, too few outputs for the labels, a pruning kind
+it lacks, a rewind step past the training) fails here, with one line, before a run directory is
+written.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -17,8 +20,10 @@ from torch import nn
 from lth.config import Config, ModelConfig, PruningConfig
 from lth.data import Splits
 from lth.errors import ConfigError
+from lth.lottery import Experiment, Runtime, level_iterations
 from lth.models import build
 from lth.pruning import PruningPlan
+from lth.store import RunStore
 
 
 def model_factory(config: Config, splits: Splits) -> Callable[[], nn.Module]:
@@ -30,6 +35,15 @@ def model_factory(config: Config, splits: Splits) -> Callable[[], nn.Module]:
 
     check_model(make_model(), splits, config.pruning)
     return make_model
+
+
+def open_experiment(
+    config: Config, splits: Splits, make_model: Callable[[], nn.Module], out: str | Path, runtime: Runtime
+) -> Experiment:
+    """The experiment of `config` in its run directory under `out`, after the checks that need the
+    data (the rewind step inside the training) and before the directory is written."""
+    level_iterations(config, splits)
+    return Experiment(config, splits, make_model, RunStore(out, config), runtime)
 
 
 def model_options(model: ModelConfig) -> dict[str, object]:

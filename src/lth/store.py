@@ -57,17 +57,29 @@ SUMMARY_METRICS = tuple(SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("percent_remaining
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a reader sees the old file or the whole new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write `data` to `path` so that a reader sees the old file or the whole new one, never half.
+
+    A write that fails (a full disk, a folder turned read-only) leaves no partial file and raises
+    a `StoreError` naming the folder: a level is done only once its result.json is written, so
+    running the same command again, with space, recomputes what was cut off and nothing else.
+    """
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise StoreError(
+                f"cannot write {path.name} in {path.parent} ({err.strerror or err}); free space there or "
+                "choose another --out DIR, then run the same command again to continue"
+            ) from None
         raise
 
 
@@ -245,6 +257,11 @@ class RunStore:
         folder = self.path / "replicas" / f"level_{level:02d}"
         paths = sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
         return [FileCheckpoint(path, 0.0).load()["members"] for path in paths]
+
+    def stored_results(self, trials: list[int]) -> list[dict[str, Any]]:
+        """The result.json of every finished (variant, level) of `trials`."""
+        paths = [p for t in trials for p in sorted(self.trial(t).glob(f"*/level_*/{DONE}"))]
+        return [LevelDir(p.parent).load_result() for p in paths]
 
     def write_summary(self, rows: list[dict[str, Any]], columns: list[str]) -> Path:
         path = self.path / "summary.csv"

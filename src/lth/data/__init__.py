@@ -20,7 +20,17 @@ from lth.data.normalise import normalise
 from lth.data.registry import default_root, get, names, resolve_root
 from lth.data.splits import Split, Splits, split_train_val
 
-__all__ = ["Split", "Splits", "augment_batch", "default_root", "fetch", "load", "names", "split_train_val"]
+__all__ = [
+    "Split",
+    "Splits",
+    "augment_batch",
+    "check",
+    "default_root",
+    "fetch",
+    "load",
+    "names",
+    "split_train_val",
+]
 
 
 def fetch(name: str, root: str | Path | None = None, *, progress: bool = True) -> Path:
@@ -31,6 +41,12 @@ def fetch(name: str, root: str | Path | None = None, *, progress: bool = True) -
     """
     source = get(name)
     return source.fetch(resolve_root(root), progress)
+
+
+def check(name: str, root: str | Path | None = None) -> None:
+    """Raise the `DataError` that `load` would for a missing or damaged data set `name`, without
+    keeping it in memory: `lth sweep` checks its data sets once before any worker starts."""
+    get(name).read(resolve_root(root))
 
 
 def load(name: str, root: str | Path | None = None, *, val_size: int = 5000, split_seed: int = 0) -> Splits:

@@ -15,6 +15,7 @@ ticket, controls and continued path) depend only on the levels before it, so whe
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from lth.config import Config
 from lth.data import Split, Splits
+from lth.environment import engine, signature
 from lth.errors import ConfigError, LthError
 from lth.models import initialize
 from lth.pruning import Mask, PruningPlan, random_like
@@ -108,6 +110,19 @@ def splits_to(data: Splits, device: torch.device) -> Splits:
     return dataclasses.replace(data, train=move(data.train), val=move(data.val), test=move(data.test))
 
 
+def level_iterations(config: Config, data: Splits) -> tuple[int, int]:
+    """(iterations of a level's training, the rewind iteration k) for `config` on `data`; a
+    rewind step that is not inside the training is refused."""
+    per_epoch = iterations_per_epoch(data, config.training.batch_size)
+    total = Step.parse(config.training.steps).iterations(per_epoch)
+    rewind = Step.parse(config.lottery.rewind_step).iterations(per_epoch)
+    if rewind >= total:
+        raise ConfigError(
+            f"lottery.rewind_step ({rewind} iterations) must be less than training.steps ({total} iterations)"
+        )
+    return total, rewind
+
+
 class Experiment:
     """One config's lottery experiment over all its trials, stored in `store`."""
 
@@ -123,14 +138,7 @@ class Experiment:
         self.runtime = runtime or Runtime()
         self.data = splits_to(data, self.runtime.device)
         self.make_model = make_model
-        per_epoch = iterations_per_epoch(data, config.training.batch_size)
-        self.total = Step.parse(config.training.steps).iterations(per_epoch)
-        self.rewind = Step.parse(config.lottery.rewind_step).iterations(per_epoch)
-        if self.rewind >= self.total:
-            raise ConfigError(
-                f"lottery.rewind_step ({self.rewind} iterations) must be less than "
-                f"training.steps ({self.total} iterations)"
-            )
+        self.total, self.rewind = level_iterations(config, data)
         model = make_model()
         self.plan = PruningPlan.for_model(model, config.pruning)
         self.replicas = self._replicas(model)
@@ -152,6 +160,7 @@ class Experiment:
         chosen = list(range(lot.trials)) if trials is None else list(trials)
         if any(not 0 <= t < lot.trials for t in chosen):
             raise ConfigError(f"trials {chosen} are not all among the config's 0..{lot.trials - 1}")
+        self._chosen, self._noticed = chosen, False
         with tqdm(
             total=self._planned_iterations(len(chosen)),
             disable=None if self.runtime.progress else True,
@@ -242,11 +251,27 @@ class Experiment:
                     self._bar.update(self.total - unit.start)
             else:
                 pending.append(unit)
+        if pending and not self._noticed:
+            self._notice_engines()
         for group in self._groups(units, pending):
             if len(group) == 1:
                 self._train_one(group[0])
             else:
                 self._train_group(group)
+
+    def _notice_engines(self) -> None:
+        """Say so, once, when this process extends trials whose stored levels another engine
+        trained: their numbers are then not comparable to the last digit (environment.py)."""
+        self._noticed = True
+        here = signature(engine(self.runtime.device, self.replicas))
+        stored = {signature(r.get("engine")) for r in self.store.stored_results(self._chosen)} - {here}
+        if stored:
+            tqdm.write(
+                f"lth: note: this run's stored levels were trained by {'; '.join(sorted(stored))}; "
+                f"new levels train with {here}, so the two may differ beyond rounding "
+                "(see the README: which settings change numbers)",
+                file=sys.stderr,
+            )
 
     def _groups(self, units: list[Unit], pending: list[Unit]) -> list[list[Unit]]:
         if self.replicas <= 1 or not pending:
@@ -379,6 +404,7 @@ class Experiment:
                 "remaining_per_layer": unit.mask.remaining(),
                 "wall_time_s": outcome.wall_time_s,
                 "replicas": outcome.replicas,
+                "engine": engine(self.runtime.device, self.replicas),
             }
         )
         self.write_summary()

@@ -22,7 +22,7 @@ from lth.report import paper as published
 from lth.report.aggregate import aggregate, sort_rows
 from lth.report.figures import FigureFile, render_all
 from lth.report.findings import Findings, compute_findings
-from lth.report.load import RunData, describe_missing, read_run
+from lth.report.load import RunData, describe_missing, engine_lines, read_run
 from lth.report.table import format_table
 
 DEFAULT_MULTI_OUT = Path("report")
@@ -75,6 +75,8 @@ class Report:
                         "findings": r.findings.to_dict(),
                         "paper": r.paper.to_dict() if r.paper else None,
                         "notes": r.run.notes,
+                        "engines": r.run.engines,
+                        "mixed_trials": r.run.mixed_trials,
                     }
                     for r in self.runs
                 ],
@@ -99,6 +101,7 @@ class Report:
                 lines += [f"  {m}" for m in r.missing]
             lines += ["", format_table(r.run.summary), ""]
             lines += [f"- {s}" for s in r.findings.sentences()]
+            lines += [f"- {line}." for line in engine_lines(r.run)]
             if r.paper is not None:
                 counts = Counter(c.verdict for c in r.paper.checks)
                 tally = ", ".join(f"{n} {verdict}" for verdict, n in counts.items())

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from lth.config import Config, from_dict
+from lth.environment import signature
 from lth.errors import LthError, StoreError
 from lth.report.table import read_summary, unpruned_weights
 from lth.steps import Step
@@ -45,6 +46,10 @@ class RunData:
     label: str = ""  # how figures and tables name this run (see `compare.label_runs`)
     missing: list[Missing] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # files a figure wanted but could not read
+    # What trained the stored results (`lth.environment.signature`) → how many, and the trials
+    # whose levels mix engines: their numbers are not those of one engine's unbroken run.
+    engines: dict[str, int] = field(default_factory=dict)
+    mixed_trials: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -184,6 +189,7 @@ def read_run(run_dir: str | Path) -> RunData:
     ).reset_index(drop=True)
     run = RunData(path=path, config=config, summary=summary)
     fill_percent_remaining_all(run)
+    read_engines(run)
     run.missing = find_missing(run)
     return run
 
@@ -209,6 +215,32 @@ def fill_percent_remaining_all(run: RunData) -> None:
             "readable mask.safetensors and final.safetensors to derive it from: Pm over the pruned "
             "layers stands in for it (the same where every conv and linear weight is pruned)"
         )
+
+
+def read_engines(run: RunData) -> None:
+    """Which engines trained the run's stored results, and which trials mix them."""
+    by_trial: dict[int, set[str]] = {}
+    engines: dict[str, int] = {}
+    for trial, variant, level in run.summary[["trial", "variant", "level"]].itertuples(index=False):
+        if level == 0 and variant != "imp":
+            continue  # the dense level is one result, listed under every variant
+        result = run._result(int(trial), variant, int(level))
+        label = signature((result or {}).get("engine"))
+        engines[label] = engines.get(label, 0) + 1
+        by_trial.setdefault(int(trial), set()).add(label)
+    run.engines = dict(sorted(engines.items(), key=lambda item: -item[1]))
+    run.mixed_trials = {t: sorted(labels) for t, labels in sorted(by_trial.items()) if len(labels) > 1}
+
+
+def engine_lines(run: RunData) -> list[str]:
+    """The engines, and a warning per trial that mixes them, as the report prints them."""
+    lines = [f"Trained by {label} ({n} result{'s' * (n != 1)})" for label, n in run.engines.items()]
+    lines += [
+        f"Trial {t} mixes engines ({'; '.join(labels)}): its later levels are not what one engine's "
+        "unbroken run gives to the last digit (see the README: which settings change numbers)"
+        for t, labels in run.mixed_trials.items()
+    ]
+    return lines
 
 
 def read_config(run_dir: Path) -> Config:

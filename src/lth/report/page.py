@@ -19,7 +19,7 @@ import lth
 from lth.report import paper as published
 from lth.report.figures import FigureFile
 from lth.report.findings import CONTROLS
-from lth.report.load import RunData
+from lth.report.load import RunData, engine_lines
 from lth.store import write_atomic
 
 if TYPE_CHECKING:
@@ -129,6 +129,10 @@ def outline(report: Report) -> Outline:
         if r.run.notes:
             page.add(Para(f"{_who(r, several)}has files that could not be read:", warn=True))
             page.add(Bullets(sorted(set(r.run.notes))))
+        if r.run.mixed_trials:
+            page.add(Para(f"{_who(r, several)}was trained by more than one engine:", warn=True))
+        if r.run.engines:
+            page.add(Bullets([f"{r.run.label}: {line}" if several else line for line in engine_lines(r.run)]))
 
     page.add(Heading(2, "Findings"))
     for r in runs:

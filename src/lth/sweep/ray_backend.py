@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,9 @@ class RayBackend:
                     f"cannot connect to a Ray cluster {where} ({str(err).splitlines()[0]}); start one with "
                     "`ray start --head`, or leave out --address for a local instance"
                 ) from None
-        self._check_resources(cpus_per_task, gpus_per_task)
+        # A cluster given by --address, or one the caller joined, may autoscale; a local instance
+        # started here may not.
+        self._check_resources(cpus_per_task, gpus_per_task, can_grow=address is not None or not self._owned)
         self.threads = threads or max(1, int(cpus_per_task))
         self.capacity = max_in_flight or 1_000_000  # Ray queues what the cluster cannot yet place
         self._options = {"num_cpus": cpus_per_task, "num_gpus": gpus_per_task, "max_retries": 0}
@@ -115,16 +118,34 @@ class RayBackend:
             ray.shutdown()
 
     @staticmethod
-    def _check_resources(cpus: float, gpus: float) -> None:
+    def _check_resources(cpus: float, gpus: float, *, can_grow: bool) -> None:
         nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
-        if not any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
-            most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
-            most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
-            raise LthError(
-                f"no node of the Ray cluster can run a task with {cpus:g} CPUs and {gpus:g} GPUs (the "
-                f"largest has {most_cpus:g} CPUs, {most_gpus:g} GPUs); lower --cpus-per-task or "
-                "--gpus-per-task"
-            )
+        why = unplaceable(nodes, cpus, gpus)
+        if why is None:
+            return
+        if not can_grow:  # a local instance cannot add nodes: its units would wait forever
+            raise LthError(f"{why}; lower --cpus-per-task or --gpus-per-task")
+        # A cluster that lth joined may autoscale: Ray holds the units until a node that fits
+        # joins, so say so and go on.
+        print(
+            f"lth: warning: {why}; the units wait until the cluster adds a node that fits "
+            "(an autoscaling cluster does; otherwise stop with Ctrl-C and lower --cpus-per-task "
+            "or --gpus-per-task)",
+            file=sys.stderr,
+        )
+
+
+def unplaceable(nodes: list[dict[str, float]], cpus: float, gpus: float) -> str | None:
+    """Why no node that is up now (given as Ray's resource dicts) can run a task of `cpus` CPUs
+    and `gpus` GPUs, or None when one can."""
+    if any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
+        return None
+    most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+    most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    return (
+        f"no node of the Ray cluster that is up now can run a task with {cpus:g} CPUs and {gpus:g} GPUs "
+        f"(the largest has {most_cpus:g} CPUs, {most_gpus:g} GPUs)"
+    )
 
 
 def _outcome(ref: Any) -> Outcome:

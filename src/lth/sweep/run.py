@@ -108,6 +108,8 @@ def run_sweep(
     try:
         if backend == "ray":
             pool.check_root(out)
+        else:  # Ray nodes may each read their own data folder: only a local sweep can check it here
+            _check_data(sweep, data_dir)
         _open_stores(sweep)
         _drive(sweep, pool, out, device, data_dir, retries, checkpoint_interval_s, progress_bar, say, result)
     finally:
@@ -123,6 +125,15 @@ def rewrite_summaries(sweep: Sweep) -> None:
 
     for run in sweep.runs:
         write_summary(run.config, RunStore(sweep.out, run.config))
+
+
+def _check_data(sweep: Sweep, data_dir: str | Path | None) -> None:
+    """A missing or damaged data set stops the sweep before it starts, with the error every unit
+    would otherwise fail with."""
+    from lth import data as datasets
+
+    for name in sorted({run.config.data.dataset for run in sweep.runs}):
+        datasets.check(name, data_dir)
 
 
 def _open_stores(sweep: Sweep) -> None:

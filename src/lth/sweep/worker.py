@@ -62,20 +62,18 @@ def run_unit(task: Task) -> Outcome:
 def _run(task: Task) -> None:
     import torch
 
-    from lth.compose import model_factory
-    from lth.lottery import Experiment, Runtime, resolve_device
-    from lth.store import RunStore
+    from lth.compose import model_factory, open_experiment
+    from lth.lottery import Runtime, resolve_device
 
     if task.threads:
         torch.set_num_threads(task.threads)
     config = task.config
     splits = _load(config, task.data_dir)
     make_model = model_factory(config, splits)
-    store = RunStore(task.out, config)
     runtime = Runtime(
         device=resolve_device(task.device), progress=False, checkpoint_interval_s=task.checkpoint_interval_s
     )
-    Experiment(config, splits, make_model, store, runtime).run(trials=[task.trial])
+    open_experiment(config, splits, make_model, task.out, runtime).run(trials=[task.trial])
 
 
 def _load(config: Config, data_dir: str | None):

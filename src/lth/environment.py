@@ -1,0 +1,108 @@
+"""What a result was computed with, and the settings that keep results comparable.
+
+Imported first by `lth/__init__.py`, before anything loads PyTorch, because of
+`REPRODUCIBLE_SUMS`: Intel MKL (PyTorch's CPU BLAS) splits a matrix product's sums by thread
+count unless its conditional numerical reproducibility mode is strict, so the same run on 1 and
+2 threads differed in every row of summary.csv. `MKL_CBWR=AUTO,STRICT` keeps MKL's fastest code
+path for the CPU and makes the sums independent of the thread count; measured on 2 cores, a
+LeNet and a Conv-2 training gave bit-identical weights at 1 and 2 threads, equal to the 1-thread
+numbers without it, at no measurable cost (benchmarks/RESULTS.md). MKL reads the variable once,
+at its first call, so it must be set before any matrix product runs in the process; a value the
+user set is kept.
+
+Every result.json carries `engine()`; `signature()` is the part of it that can change numbers,
+which `lth run` and the report compare to find a trial whose levels came from different engines.
+"""
+
+from __future__ import annotations
+
+import os
+
+REPRODUCIBLE_SUMS = "AUTO,STRICT"
+os.environ.setdefault("MKL_CBWR", REPRODUCIBLE_SUMS)
+
+import functools  # noqa: E402  (after the environment variable, on purpose)
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+
+# Fused CPU Adam and SGD (`fused=True` in training/loop.py) arrived in PyTorch 2.4.
+MIN_TORCH = (2, 4)
+
+
+def require_torch(version: str) -> None:
+    """Refuse a PyTorch older than MIN_TORCH with one line naming the fix."""
+    try:
+        found = tuple(int(part) for part in version.split("+")[0].split(".")[:2])
+    except ValueError:
+        return  # a development build with an odd version string: let it try
+    if found < MIN_TORCH:
+        need = ".".join(map(str, MIN_TORCH))
+        raise ImportError(
+            f"lth needs torch>={need} (fused CPU optimisers), found {version}: pip install 'torch>={need}'"
+        )
+
+
+require_torch(torch.__version__)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+@functools.cache
+def commit() -> str | None:
+    """The git commit of lth's source, when it runs from a checkout (an editable install)."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def reproducible_sums() -> bool:
+    """Whether MKL's sums are independent of the thread count in this process (see above)."""
+    return os.environ.get("MKL_CBWR", "").upper().endswith(",STRICT")
+
+
+def engine(device: torch.device, max_replicas: int) -> dict[str, Any]:
+    """What trained a result: stored in its result.json. `max_replicas` is the process's limit
+    on a replica group (1: one model at a time), which decides how a level's trainings group;
+    result.json's `replicas` is the size of the group a result actually trained in."""
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "max_replicas": max_replicas,
+        "torch": torch.__version__,
+        "mkl_cbwr": os.environ.get("MKL_CBWR", ""),
+        "lth_commit": commit(),
+    }
+
+
+def signature(engine: dict[str, Any] | None) -> str:
+    """The settings of `engine` that change numbers beyond the last digit, as one label:
+    the device, the PyTorch build, one model at a time or vmapped replicas, and the thread count
+    unless MKL's sums are strict. Results stored before engines were recorded say "unrecorded"."""
+    if not engine:
+        return "unrecorded"
+    strict = str(engine.get("mkl_cbwr", "")).upper().endswith(",STRICT")
+    sums = "" if strict or engine["device"] != "cpu" else f", {engine['threads']} threads"
+    trainer = f"replicas up to {engine['max_replicas']}" if engine["max_replicas"] > 1 else "one model"
+    return f"torch {engine['torch']} on {engine['device']}, {trainer}{sums}"
