@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     criteria = sub.add_parser("criteria", help="list the pruning criteria (pruning.criterion)")
     criteria.set_defaults(command=_criteria)
 
+    variants = sub.add_parser("variants", help="list the variants a level trains (lottery.variants)")
+    variants.set_defaults(command=_variants)
+
     data = sub.add_parser("data", help="data sets")
     data_sub = data.add_subparsers(required=True, metavar="ACTION")
     fetch = data_sub.add_parser("fetch", help="download and verify a data set")
@@ -214,6 +217,17 @@ def _presets(args: argparse.Namespace) -> int:
     width = max(len(name) for name, _ in rows)
     for name, config in rows:
         print(f"{name:<{width}}  {config.description}  [{config.expected_runtime}]")
+    return 0
+
+
+def _variants(args: argparse.Namespace) -> int:
+    from lth.lottery import variants
+
+    rows = variants.table()
+    width = max(len(v.name) for v in rows)
+    for v in rows:
+        when = "  [trained when the strategy needs it]" if v.internal else ""
+        print(f"{v.name:<{width}}  {v.description}{when}")
     return 0
 
 

@@ -242,10 +242,9 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"pruning.criterion: {err}") from None
     _choice("lottery.strategy", lot.strategy, ("reset", "continue"))
     _choice("lottery.schedule", lot.schedule, ("iterative", "oneshot"))
-    for variant in lot.variants:
-        _choice("lottery.variants", variant, ("imp", "reinit", "random"))
-    if "imp" not in lot.variants:
-        raise ConfigError("lottery.variants must include 'imp': the controls are defined by its masks")
+    from lth.lottery import variants  # the table imports pruning, which imports this module
+
+    variants.validate(config)
     for name, value in (
         ("training.steps", t.steps),
         ("training.eval_every", t.eval_every),

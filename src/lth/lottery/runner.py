@@ -15,6 +15,7 @@ ticket, controls and continued path) depend only on the levels before it, so whe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -29,8 +30,9 @@ from lth.config import Config
 from lth.data import Split, Splits
 from lth.environment import engine, signature
 from lth.errors import ConfigError, LthError
+from lth.lottery import variants
 from lth.models import initialize
-from lth.pruning import Mask, PruningPlan, random_like
+from lth.pruning import Mask, PruningPlan, ScoreContext, criteria
 from lth.seeds import derive_seed
 from lth.steps import Step
 from lth.store import SUMMARY_COLUMNS, LevelDir, RunStore
@@ -177,65 +179,88 @@ class Experiment:
 
     def _planned_iterations(self, trials: int) -> int:
         lot = self.config.lottery
-        per_level = sum(self.total - (0 if v == "reinit" else self.rewind) for v in lot.variants)
-        path = self.total * max(lot.levels - 1, 0) if lot.strategy == "continue" else 0
-        return trials * (self.total + lot.levels * per_level + path)
+        per_trial = self.total + sum(
+            self.total - (self.rewind if v.from_rewind else 0)
+            for level in range(1, lot.levels + 1)
+            for v in variants.trained_at(self.config, level)
+        )
+        return trials * per_trial
 
     # --- what a level trains ---------------------------------------------------------------------
 
     def _units(self, trial: int, level: int) -> list[Unit]:
-        """Level `level` of one trial: every training it needs, given the levels before it."""
-        lot, seed = self.config.lottery, self.config.lottery.seed + trial
+        """Level `level` of one trial: every training it needs, given the levels before it, as
+        the table of variants (`lottery/variants.py`) declares them."""
+        seed = self.config.lottery.seed + trial
 
         def theta0() -> dict[str, torch.Tensor]:
             return initialize(self.make_model(), seed).state_dict()
 
         if level == 0:
             dense = self.plan.dense_mask(self.make_model())
-            return [Unit(trial, seed, "imp", 0, theta0, dense, 0, capture_at=self.rewind or None)]
+            return [Unit(trial, seed, variants.TICKET, 0, theta0, dense, 0, capture_at=self.rewind or None)]
 
         def theta_k() -> dict[str, torch.Tensor]:
-            return self.store.level(trial, "imp", 0).load_tensors("rewind") if self.rewind else theta0()
+            return self._stored(trial, variants.TICKET, 0).load_tensors("rewind") if self.rewind else theta0()
 
         mask = self._next_mask(trial, level)
-        units = [Unit(trial, seed, "imp", level, theta_k, mask, self.rewind)]
-        if lot.strategy == "continue" and level < lot.levels:
-            # Strategy 2: keep training the pruned network from where the previous round ended;
-            # the next level's mask comes from this path.
-            source = self.store.level(trial, "path" if level > 1 else "imp", level - 1)
-            units.append(Unit(trial, seed, "path", level, lambda: source.load_tensors("final"), mask, 0))
-        if "reinit" in lot.variants:
-            fresh_seed = derive_seed(seed, "reinit", level)
-            units.append(
-                Unit(
-                    trial,
-                    seed,
-                    "reinit",
-                    level,
-                    lambda: initialize(self.make_model(), fresh_seed).state_dict(),
-                    mask,
-                    0,
-                )
+        units = []
+        for v in variants.trained_at(self.config, level):
+            ctx = variants.LevelContext(
+                trial=trial,
+                seed=seed,
+                level=level,
+                mask=mask,
+                own_seed=derive_seed(seed, v.salt, level),
+                theta0=theta0,
+                theta_k=theta_k,
+                fresh=lambda s: initialize(self.make_model(), s).state_dict(),
+                trained=lambda name: self._stored(trial, name, level - 1).load_tensors("final"),
             )
-        if "random" in lot.variants:
-            generator = torch.Generator().manual_seed(derive_seed(seed, "random", level))
+            start = self.rewind if v.from_rewind else 0
             units.append(
-                Unit(trial, seed, "random", level, theta_k, random_like(mask, generator), self.rewind)
+                Unit(trial, seed, v.name, level, functools.partial(v.weights, ctx), v.mask(ctx), start)
             )
         return units
 
+    def _stored(self, trial: int, variant: str, level: int) -> LevelDir:
+        """Where a variant's level is stored: level 0, the dense network, once, under the ticket."""
+        return self.store.level(trial, variant if level > 0 else variants.TICKET, level)
+
     def _next_mask(self, trial: int, level: int) -> Mask:
-        """Level `level`'s mask, found by the strategy from level `level - 1`."""
-        lot = self.config.lottery
-        stored = self.store.level(trial, "imp", level)
+        """Level `level`'s mask, found by the schedule and strategy from the level before."""
+        stored = self._stored(trial, variants.TICKET, level)
         if (stored.path / "mask.safetensors").exists():
             return stored.load_mask()
-        if lot.schedule == "oneshot":
-            dense = self.store.level(trial, "imp", 0)
-            return self.plan.prune(dense.load_mask(), dense.load_tensors("final"), rounds=level)
-        source = "path" if lot.strategy == "continue" and level > 1 else "imp"
-        previous = self.store.level(trial, source, level - 1)
-        return self.plan.prune(previous.load_mask(), previous.load_tensors("final"))
+        if self.config.lottery.schedule == "oneshot":
+            source, rounds = self._stored(trial, variants.TICKET, 0), level
+        else:
+            source = self._stored(trial, variants.mask_source(self.config, level - 1), level - 1)
+            rounds = 1
+        return self._prune(source.load_mask(), source.load_tensors("final"), trial, level, rounds)
+
+    def _prune(
+        self, mask: Mask, weights: dict[str, torch.Tensor], trial: int, level: int, rounds: int
+    ) -> Mask:
+        """The configured criterion's mask for `level`, scored on `weights` (see `lth criteria`);
+        a criterion that needs data gets the network at those weights and seeded training batches."""
+        seed = derive_seed(self.config.lottery.seed + trial, "criterion", level)
+        model = batches = None
+        if criteria.get(self.config.pruning.criterion).needs_data:
+            model = self.make_model().to(self.runtime.device)
+            model.load_state_dict(weights)
+            mask.to(self.runtime.device).apply_(model)
+            batches = functools.partial(self._batches, seed)
+        context = ScoreContext(model=model, mask=mask, weights=weights, batches=batches, seed=seed)
+        return self.plan.prune(mask, weights, rounds=rounds, context=context)
+
+    def _batches(self, seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n training batches drawn without replacement by `seed`, as one (inputs, labels) pair."""
+        train = self.data.train
+        count = min(n * self.config.training.batch_size, len(train))
+        idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:count]
+        idx = idx.to(train.x.device)
+        return train.x[idx], train.y[idx]
 
     # --- training a level's units ----------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lth.report.load import VARIANT_ORDER
+from lth.lottery import variants
 from lth.store import SUMMARY_METRICS
 
 METRICS = SUMMARY_METRICS
@@ -30,7 +30,7 @@ def aggregate(summary: pd.DataFrame, run: str = "") -> pd.DataFrame:
 
 def sort_rows(table: pd.DataFrame) -> pd.DataFrame:
     """imp, reinit, random (then any other variant), each by level."""
-    order = {v: i for i, v in enumerate(VARIANT_ORDER)}
+    order = {v: i for i, v in enumerate(variants.reported())}
     rank = table["variant"].map(order).fillna(len(order))
     return (
         table.assign(_rank=rank)

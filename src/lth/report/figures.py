@@ -24,18 +24,35 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from lth.lottery import variants as variant_table
 from lth.report.load import RunData
 
-VARIANT_COLORS = {"imp": "#1f77b4", "reinit": "#ff7f0e", "random": "#2ca02c"}
-# Drawn imp first and widest, so a control that lands on the same values stays visible as a
-# thinner line on top of it (short runs often early-stop every variant at the same iteration).
-VARIANT_WIDTHS = {"imp": (2.6, 5.5), "reinit": (1.9, 4.5), "random": (1.3, 3.5)}
-VARIANT_NAMES = {
-    "imp": "imp (winning ticket)",
-    "reinit": "reinit (random reinit)",
-    "random": "random (random sparse)",
-}
-_OTHER_COLOR = "#7f7f7f"
+# A variant's colour and line follow its place in the table of variants (lottery/variants.py):
+# the ticket first, in blue, drawn widest, so a control that lands on the same values stays
+# visible as a thinner line on top of it (short runs often early-stop every variant at the same
+# iteration); then each control in the table's order.
+_VARIANT_COLORS = plt.get_cmap("tab10").colors
+_VARIANT_WIDTHS = ((2.6, 5.5), (1.9, 4.5), (1.3, 3.5))  # (line width, marker size), then the last
+_OTHER_COLOR = "#7f7f7f"  # a variant no longer in the table (a run made with a plug-in)
+
+
+def variant_color(variant: str) -> str | tuple[float, ...]:
+    order = variant_table.reported()
+    return _VARIANT_COLORS[order.index(variant) % 10] if variant in order else _OTHER_COLOR
+
+
+def variant_widths(variant: str) -> tuple[float, float]:
+    order = variant_table.reported()
+    rank = order.index(variant) if variant in order else len(_VARIANT_WIDTHS)
+    return _VARIANT_WIDTHS[min(rank, len(_VARIANT_WIDTHS) - 1)]
+
+
+def variant_name(variant: str) -> str:
+    """`imp (winning ticket)`: the name and the table's legend for it."""
+    legend = {v.name: v.legend for v in variant_table.table()}.get(variant)
+    return f"{variant} ({legend})" if legend else variant
+
+
 RUN_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 1)), "P"))
 _LAYER_COLORS = plt.get_cmap("Dark2").colors
 _STYLE = {
@@ -147,12 +164,12 @@ def pm_figure(
                 low = mean - scale * group[f"{metric}_min"].to_numpy()
                 high = scale * group[f"{metric}_max"].to_numpy() - mean
                 linestyle, marker = RUN_STYLES[i % len(RUN_STYLES)]
-                width, size = VARIANT_WIDTHS.get(variant, (1.3, 3.5))
+                width, size = variant_widths(variant)
                 ax.errorbar(
                     group["percent_remaining_mean"],
                     mean,
                     yerr=np.vstack([low, high]),
-                    color=VARIANT_COLORS.get(variant, _OTHER_COLOR),
+                    color=variant_color(variant),
                     linestyle=linestyle,
                     marker=marker,
                     markersize=size,
@@ -207,10 +224,9 @@ def _thin(values: list[float], most: int) -> list[float]:
 def _legends(fig: Figure, ax: Axes, variants: list[str], run_labels: list[str]) -> None:
     """Colour = variant on the first panel; with several runs, a second legend for line style = run."""
     handles = [
-        Line2D([], [], color=VARIANT_COLORS.get(v, _OTHER_COLOR), marker="o", linewidth=1.6, markersize=4)
-        for v in variants
+        Line2D([], [], color=variant_color(v), marker="o", linewidth=1.6, markersize=4) for v in variants
     ]
-    first = ax.legend(handles, [VARIANT_NAMES.get(v, v) for v in variants], title="variant", loc="best")
+    first = ax.legend(handles, [variant_name(v) for v in variants], title="variant", loc="best")
     if len(run_labels) > 1:
         ax.add_artist(first)
         styles = [
@@ -280,7 +296,7 @@ def curves_figure(runs: Sequence[RunData], curve_levels: Sequence[int] | None) -
                         alpha=0.12,
                     )
                 drawn.append(curve)
-        ax.set_title(VARIANT_NAMES.get(variant, variant), color=VARIANT_COLORS.get(variant, _OTHER_COLOR))
+        ax.set_title(variant_name(variant), color=variant_color(variant))
         ax.set_xlabel("Training iteration")
     if not drawn:
         plt.close(fig)

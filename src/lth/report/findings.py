@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-CONTROLS = ("reinit", "random")
+from lth.lottery import variants
+
 # Accuracies are counts over a test set, averaged: equal means can differ in the last bits.
 _EPS = 1e-9
 
@@ -103,7 +104,7 @@ class Findings:
                 f"(iteration {self.iterations}): validation loss was still falling, so training is too short "
                 "for early-stop iterations and speed-ups to mean much."
             )
-        for control in CONTROLS:
+        for control in variants.controls():
             column = f"imp_minus_{control}"
             if column in self.controls:
                 diffs = ", ".join(
@@ -125,7 +126,7 @@ def compute_findings(
     figures) or all weights' (`percent_remaining_all`, the paper's). Every Pm in the findings,
     though named `percent_remaining`, is then that one."""
     summary = summary.assign(percent_remaining=summary[pm])
-    imp = summary[summary.variant == "imp"]
+    imp = summary[summary.variant == variants.TICKET]
     dense = imp[imp.level == 0]
     if dense.empty:
         return Findings()
@@ -203,7 +204,7 @@ def _controls(summary: pd.DataFrame, imp: pd.DataFrame) -> pd.DataFrame:
     """Per pruned level, IMP against each control run at that level, trial by trial."""
     imp = imp[imp.level > 0]
     table = imp.groupby("level").percent_remaining.mean().rename("percent_remaining").to_frame()
-    for control in CONTROLS:
+    for control in variants.controls():
         other = summary[(summary.variant == control) & (summary.level > 0)]
         if other.empty:
             continue

@@ -20,11 +20,11 @@ import pandas as pd
 from lth.config import Config, from_dict
 from lth.environment import signature
 from lth.errors import LthError, StoreError
+from lth.lottery import variants
+from lth.lottery.variants import TICKET
 from lth.report.table import read_summary, unpruned_weights
 from lth.steps import Step
 from lth.store import LevelDir, read_tensors
-
-VARIANT_ORDER = ("imp", "reinit", "random")
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,12 @@ class RunData:
     def variants(self) -> list[str]:
         """The variants the summary holds, in the paper's order (imp first), then any others."""
         present = list(dict.fromkeys(self.summary["variant"]))
-        return [v for v in VARIANT_ORDER if v in present] + [v for v in present if v not in VARIANT_ORDER]
+        order = variants.reported()
+        return [v for v in order if v in present] + [v for v in present if v not in order]
 
     def level_dir(self, trial: int, variant: str, level: int) -> Path:
         # Level 0 is the dense network, stored once under imp and shared by every variant.
-        stored = "imp" if level == 0 else variant
+        stored = TICKET if level == 0 else variant
         return self.path / f"trial_{trial}" / stored / f"level_{level:02d}"
 
     def within(self, path: Path) -> str:
@@ -82,7 +83,7 @@ class RunData:
     def iterations(self) -> int | None:
         """Training iterations per level, as the runner recorded them (epochs already converted)."""
         for row in self.summary.itertuples():
-            result = self._result(int(row.trial), "imp", int(row.level))
+            result = self._result(int(row.trial), TICKET, int(row.level))
             if result is not None and "iterations" in result:
                 return int(result["iterations"])
         # No readable result.json: the config says, when it counts in iterations (epochs need the data).
@@ -132,10 +133,10 @@ class RunData:
         """
         sizes: dict[str, int] | None = None
         rows = []
-        imp = self.summary[self.summary.variant == "imp"]
+        imp = self.summary[self.summary.variant == TICKET]
         for trial, level in imp[["trial", "level"]].itertuples(index=False):
-            level_path = self.level_dir(int(trial), "imp", int(level))
-            result = self._result(int(trial), "imp", int(level))
+            level_path = self.level_dir(int(trial), TICKET, int(level))
+            result = self._result(int(trial), TICKET, int(level))
             remaining = (result or {}).get("remaining_per_layer")
             if sizes is None or remaining is None:
                 try:
@@ -182,7 +183,7 @@ def read_run(run_dir: str | Path) -> RunData:
     path = Path(run_dir)
     summary = read_summary(path)  # checks the directory and summary.csv first: the commoner mistakes
     config = read_config(path)
-    order = {v: i for i, v in enumerate(VARIANT_ORDER)}
+    order = {v: i for i, v in enumerate(variants.reported())}
     summary = summary.sort_values(
         ["variant", "level", "trial"],
         key=lambda c: c.map(order).fillna(len(order)) if c.name == "variant" else c,
@@ -222,7 +223,7 @@ def read_engines(run: RunData) -> None:
     by_trial: dict[int, set[str]] = {}
     engines: dict[str, int] = {}
     for trial, variant, level in run.summary[["trial", "variant", "level"]].itertuples(index=False):
-        if level == 0 and variant != "imp":
+        if level == 0 and variant != TICKET:
             continue  # the dense level is one result, listed under every variant
         result = run._result(int(trial), variant, int(level))
         label = signature((result or {}).get("engine"))
@@ -293,10 +294,10 @@ def describe_missing(run: RunData) -> list[str]:
             if levels:
                 parts.append(f"{variant} {_ranges(levels)}")
         line = f"trial {trial}: " + ", ".join(parts)
-        under_way = sorted({(m.variant if m.level else "imp", m.level) for m in items if m.under_way})
+        under_way = sorted({(m.variant if m.level else TICKET, m.level) for m in items if m.under_way})
         if under_way:
             line += " (under way or interrupted: " + ", ".join(f"{v} level {lv}" for v, lv in under_way) + ")"
-        unlisted = sorted({(m.variant if m.level else "imp", m.level) for m in items if m.unlisted})
+        unlisted = sorted({(m.variant if m.level else TICKET, m.level) for m in items if m.unlisted})
         if unlisted:
             line += (
                 " (finished but not in summary.csv: "

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 import lth
+from lth.lottery import variants
 from lth.report import paper as published
 from lth.report.figures import FigureFile
-from lth.report.findings import CONTROLS
 from lth.report.load import RunData, engine_lines
 from lth.store import write_atomic
 
@@ -289,7 +289,7 @@ def _level_table(rows: pd.DataFrame, both: bool) -> Table:
 
 def _controls_table(r: RunReport) -> Table | None:
     table = r.findings.controls
-    present = [c for c in CONTROLS if f"imp_minus_{c}" in table]
+    present = [c for c in variants.controls() if f"imp_minus_{c}" in table]
     if table.empty or not present:
         return None
     header = ["level", "Pm %"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lth.config import Config
+from lth.lottery import variants
 from lth.store import DONE, write_atomic
 from lth.sweep.spec import Sweep, Unit
 
@@ -44,14 +45,9 @@ class UnitState:
 
 def trainings_by_level(config: Config) -> list[list[tuple[str, int]]]:
     """The (variant, level) trainings each level of a trial needs, as the runner stores them."""
-    lot = config.lottery
-    levels = [[("imp", 0)]]
-    for level in range(1, lot.levels + 1):
-        needed = [("imp", level)]
-        if lot.strategy == "continue" and level < lot.levels:
-            needed.append(("path", level))
-        needed += [(v, level) for v in ("reinit", "random") if v in lot.variants]
-        levels.append(needed)
+    levels = [[(variants.TICKET, 0)]]
+    for level in range(1, config.lottery.levels + 1):
+        levels.append([(v.name, level) for v in variants.trained_at(config, level)])
     return levels
 
 

@@ -1,0 +1,82 @@
+"""The table of variants: one registration makes a variant that trains, is stored and summarised,
+is counted by the sweep status and appears in the report, with no other edit."""
+
+import pandas as pd
+import pytest
+import torch
+
+from lth.config import Config
+from lth.errors import ConfigError
+from lth.lottery import Experiment, Runtime, variants
+from lth.models import build
+from lth.report import build_report
+from lth.store import RunStore
+from lth.sweep.progress import trainings_by_level, unit_state
+from lth.sweep.spec import Run, Unit
+from tests.helpers import tiny_config, tiny_splits
+
+DATA = tiny_splits()
+
+
+@pytest.fixture
+def flipped():
+    """A throwaway control: the level's mask on -θk, trained from iteration k."""
+    variant = variants.register(
+        variants.Variant(
+            name="flipped",
+            description="the level's mask on -θk, trained from iteration k",
+            legend="signs flipped",
+            weights=lambda ctx: {k: -v for k, v in ctx.theta_k().items()},
+            mask=variants.level_mask,
+            from_rewind=True,
+            salt="flipped",
+        )
+    )
+    yield variant
+    variants.unregister(variant.name)
+
+
+def _make_model():
+    return build("lenet300", DATA.input_shape, DATA.num_classes, hidden=(32, 16))
+
+
+def test_a_registered_variant_trains_is_summarised_counted_and_reported(tmp_path, flipped):
+    config = tiny_config("lottery.levels=2", "lottery.variants=['imp', 'flipped']")
+    store = RunStore(tmp_path / "runs", config)
+    Experiment(config, DATA, _make_model, store, Runtime(progress=False)).run()
+
+    summary = pd.read_csv(store.path / "summary.csv")
+    assert sorted(summary[summary.variant == "flipped"].level) == [0, 1, 2]  # level 0: the shared dense
+    ticket_init = store.level(0, "imp", 2).load_tensors("init")
+    flipped_init = store.level(0, "flipped", 2).load_tensors("init")
+    for name, value in ticket_init.items():
+        assert torch.equal(flipped_init[name], -value), name
+
+    assert trainings_by_level(config)[1] == [("imp", 1), ("flipped", 1)]
+    state = unit_state(Unit(Run(config, store.path), 0))
+    assert state.done and state.trainings == 5  # dense, then the ticket and flipped at two levels
+
+    report = build_report([store.path], tmp_path / "report")
+    assert set(report.aggregate.variant) == {"imp", "flipped"}
+    assert "IMP minus flipped" in report.text()
+    assert "flipped (signs flipped)" in (tmp_path / "report" / "early_stop_accuracy.svg").read_text()
+
+
+def test_a_variant_not_in_the_table_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match=r"lottery.variants must be among imp, reinit, random; got 'flipped'"):
+        tiny_config("lottery.variants=['imp', 'flipped']")
+    with pytest.raises(ConfigError, match="must include 'imp'"):
+        tiny_config("lottery.variants=['reinit']")
+    with pytest.raises(ConfigError, match="got 'path'"):  # internal: trained when the strategy needs it
+        tiny_config("lottery.variants=['imp', 'path']")
+
+
+def test_the_table_gives_what_each_level_trains_and_where_the_next_mask_comes_from():
+    reset = Config()
+    assert [v.name for v in variants.trained_at(reset, 1)] == ["imp", "reinit", "random"]
+    assert variants.mask_source(reset, 3) == "imp"
+    continued = tiny_config("lottery.strategy='continue'")  # 3 levels
+    assert [v.name for v in variants.trained_at(continued, 1)] == ["imp", "path", "reinit", "random"]
+    assert [v.name for v in variants.trained_at(continued, 3)] == ["imp", "reinit", "random"]
+    assert [variants.mask_source(continued, level) for level in (0, 1, 2)] == ["imp", "path", "path"]
+    assert variants.controls() == ["reinit", "random"] and variants.reported() == ["imp", "reinit", "random"]
