@@ -63,7 +63,7 @@ def test_a_registered_variant_trains_is_summarised_counted_and_reported(tmp_path
 
 
 def test_a_variant_not_in_the_table_is_refused_in_one_line():
-    with pytest.raises(ConfigError, match=r"lottery.variants must be among imp, reinit, random; got 'flipped'"):
+    with pytest.raises(ConfigError, match=r"variants must be among imp, reinit, random; got 'flipped'"):
         tiny_config("lottery.variants=['imp', 'flipped']")
     with pytest.raises(ConfigError, match="must include 'imp'"):
         tiny_config("lottery.variants=['reinit']")
