@@ -87,10 +87,13 @@ def test_a_config_file_runs_like_a_preset(tmp_path, mnist_root):
     assert report.returncode == 0 and "imp" in report.stdout
 
 
-def test_sigkill_in_the_middle_of_a_level_then_rerun_gives_the_same_summary(tmp_path, mnist_root):
+@pytest.mark.parametrize("retrain", ["weights", "lr", "finetune"])
+def test_sigkill_in_the_middle_of_a_level_then_rerun_gives_the_same_summary(tmp_path, mnist_root, retrain):
     """Kill -9 while level 1's ticket is training (a checkpoint exists, no result yet), run the
-    same command again, and compare with a run that was never interrupted."""
+    same command again, and compare with a run that was never interrupted; for each way of
+    retraining the ticket (weight rewinding, learning-rate rewinding, fine-tuning)."""
     args = ["run", "lenet-mnist-quick", *QUICK, "--checkpoint-every", "0"]
+    args += ["--set", f"lottery.retrain={retrain}"]
     clean = lth(*args, "--out", str(tmp_path / "clean"), data_dir=mnist_root)
     assert clean.returncode == 0, clean.stderr
 

@@ -52,6 +52,8 @@ PINNED_HASHES = {
     "conv6-cifar10": "84989de7f7489a13",
     "conv6-cifar10-dropout": "ce1a9912704082fc",
     "lenet-mnist": "44136fa355b3678a",
+    "lenet-mnist-finetune": "dfe3ed97f4d0ea4b",
+    "lenet-mnist-lr-rewind": "a1db71d9ba27d4fc",
     "lenet-mnist-quick": "3ad41ea957b74ca9",
     "resnet18-cifar10": "02ff91744505659e",
     "resnet18-cifar10-nowarmup": "c4bfb286752b93b7",

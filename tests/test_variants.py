@@ -1,6 +1,8 @@
 """The table of variants: one registration makes a variant that trains, is stored and summarised,
 is counted by the sweep status and appears in the report, with no other edit."""
 
+import dataclasses
+
 import pandas as pd
 import pytest
 import torch
@@ -13,6 +15,7 @@ from lth.report import build_report
 from lth.store import RunStore
 from lth.sweep.progress import trainings_by_level, unit_state
 from lth.sweep.spec import Run, Unit
+from lth.training import train
 from tests.helpers import tiny_config, tiny_splits
 
 DATA = tiny_splits()
@@ -80,3 +83,55 @@ def test_the_table_gives_what_each_level_trains_and_where_the_next_mask_comes_fr
     assert [v.name for v in variants.trained_at(continued, 3)] == ["imp", "reinit", "random"]
     assert [variants.mask_source(continued, level) for level in (0, 1, 2)] == ["imp", "path", "path"]
     assert variants.controls() == ["reinit", "random"] and variants.reported() == ["imp", "reinit", "random"]
+
+
+def _retrain_run(tmp_path, *overrides: str):
+    config = tiny_config("lottery.levels=2", "lottery.variants=['imp', 'random']", *overrides)
+    store = RunStore(tmp_path, config)
+    Experiment(config, DATA, _make_model, store, Runtime(progress=False)).run()
+    return config, store
+
+
+def _masked(weights, mask):
+    return {k: v * mask[k] if k in mask else v for k, v in weights.items()}
+
+
+@pytest.mark.parametrize("retrain", ["lr", "finetune"])
+def test_learning_rate_rewinding_and_fine_tuning_keep_the_trained_survivors(tmp_path, retrain):
+    _, store = _retrain_run(tmp_path, f"lottery.retrain='{retrain}'", "lottery.rewind_step='10it'")
+    for level in (1, 2):
+        ticket = store.level(0, "imp", level)
+        before = store.level(0, "imp", level - 1).load_tensors("final")
+        expected = _masked(before, ticket.load_mask())
+        for name, value in ticket.load_tensors("init").items():
+            assert torch.equal(value, expected[name]), (level, name)
+        assert ticket.load_result()["start_iteration"] == 10  # T - k iterations
+        # The random control starts from the same trained weights, under its own random mask.
+        random = store.level(0, "random", level)
+        started = _masked(before, random.load_mask())
+        assert torch.equal(random.load_tensors("init")["hidden.0.weight"], started["hidden.0.weight"])
+
+
+def test_fine_tuning_trains_at_the_schedules_final_rate(tmp_path):
+    schedule = ["training.optimizer='sgd'", "training.lr=0.1", "training.lr_milestones=['20it']"]
+    config, store = _retrain_run(tmp_path, "lottery.retrain='finetune'", *schedule)
+    ticket = store.level(0, "imp", 1)
+    model = _make_model()
+    model.load_state_dict(ticket.load_tensors("init"))
+    at_final_rate = dataclasses.replace(config.training, lr=0.1 * 0.1, lr_milestones=[])
+    train(model, DATA, at_final_rate, seed=config.lottery.seed, mask=ticket.load_mask())
+    for name, value in ticket.load_tensors("final").items():
+        assert torch.equal(model.state_dict()[name], value), name
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["lottery.retrain='sideways'"], "retrain must be one of weights, lr, finetune; got 'sideways'"),
+        (["lottery.retrain='lr'", "lottery.strategy='continue'"], "is its own iterative loop"),
+        (["lottery.retrain='finetune'", "lottery.schedule='oneshot'"], "is its own iterative loop"),
+    ],
+)
+def test_a_retraining_rule_that_cannot_work_is_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(*overrides)

@@ -79,6 +79,9 @@ class LotteryConfig:
     strategy: str = "reset"  # "reset" (Strategy 1) or "continue" (Strategy 2)
     schedule: str = "iterative"  # "iterative" or "oneshot" (each level pruned from the dense net)
     rewind_step: str = "0it"  # survivors reset to θk; 0 is the original paper
+    # How survivors are retrained after pruning: "weights" (reset to θk, the 2019 paper's),
+    # "lr" (learning-rate rewinding) or "finetune" (see `lth variants` and lottery/variants.py).
+    retrain: str = "weights"
     seed: int = 0  # trial t uses seed + t
     levels: int = field(default=15, metadata=UNHASHED)  # pruning rounds after the dense level 0
     trials: int = field(default=1, metadata=UNHASHED)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lth.config import Config
+from lth.config import Config, TrainingConfig
 from lth.data import Split, Splits
 from lth.environment import engine, signature
 from lth.errors import ConfigError, LthError
@@ -37,6 +37,7 @@ from lth.seeds import derive_seed
 from lth.steps import Step
 from lth.store import SUMMARY_COLUMNS, LevelDir, RunStore
 from lth.training import HISTORY_COLUMNS, TrainResult, iterations_per_epoch, train
+from lth.training.loop import make_schedule
 from lth.training.replicas import replicable, train_replicas
 
 
@@ -68,6 +69,7 @@ class Unit:
     weights: Callable[[], dict[str, torch.Tensor]]  # called only when the unit is trained
     mask: Mask
     start: int
+    training: TrainingConfig  # the configured training, or fine-tuning's at its final rate
     capture_at: int | None = None  # θk for rewinding, captured from the dense level
 
     @property
@@ -141,6 +143,10 @@ class Experiment:
         self.data = splits_to(data, self.runtime.device)
         self.make_model = make_model
         self.total, self.rewind = level_iterations(config, data)
+        # Fine-tuning's training: the configured one held at the schedule's last learning rate.
+        per_epoch = iterations_per_epoch(data, config.training.batch_size)
+        last_lr = make_schedule(config.training, per_epoch)(self.total - 1)
+        self._final_lr = dataclasses.replace(config.training, lr=last_lr, warmup="0it", lr_milestones=[])
         model = make_model()
         self.plan = PruningPlan.for_model(model, config.pruning)
         self.replicas = self._replicas(model)
@@ -198,12 +204,25 @@ class Experiment:
 
         if level == 0:
             dense = self.plan.dense_mask(self.make_model())
-            return [Unit(trial, seed, variants.TICKET, 0, theta0, dense, 0, capture_at=self.rewind or None)]
+            return [
+                Unit(
+                    trial,
+                    seed,
+                    variants.TICKET,
+                    0,
+                    theta0,
+                    dense,
+                    0,
+                    self.config.training,
+                    capture_at=self.rewind or None,
+                )
+            ]
 
         def theta_k() -> dict[str, torch.Tensor]:
             return self._stored(trial, variants.TICKET, 0).load_tensors("rewind") if self.rewind else theta0()
 
         mask = self._next_mask(trial, level)
+        retrain = variants.RETRAIN[self.config.lottery.retrain]
         units = []
         for v in variants.trained_at(self.config, level):
             ctx = variants.LevelContext(
@@ -216,11 +235,12 @@ class Experiment:
                 theta_k=theta_k,
                 fresh=lambda s: initialize(self.make_model(), s).state_dict(),
                 trained=lambda name: self._stored(trial, name, level - 1).load_tensors("final"),
+                retrain=retrain,
             )
             start = self.rewind if v.from_rewind else 0
-            units.append(
-                Unit(trial, seed, v.name, level, functools.partial(v.weights, ctx), v.mask(ctx), start)
-            )
+            weights = functools.partial(v.weights, ctx)
+            training = self._final_lr if v.retrains and retrain.final_lr else self.config.training
+            units.append(Unit(trial, seed, v.name, level, weights, v.mask(ctx), start, training))
         return units
 
     def _stored(self, trial: int, variant: str, level: int) -> LevelDir:
@@ -309,10 +329,11 @@ class Experiment:
             if set(members) <= by_id.keys() and set(members) & waiting:
                 groups.append([by_id[m] for m in members])
                 waiting -= set(members)
-        by_start: dict[tuple[int, int | None], list[Unit]] = {}
+        by_start: dict[tuple[int, int | None, str], list[Unit]] = {}
         for unit in pending:
             if unit.id in waiting:
-                by_start.setdefault((unit.start, unit.capture_at), []).append(unit)
+                key = (unit.start, unit.capture_at, repr(unit.training))  # a group trains one way
+                by_start.setdefault(key, []).append(unit)
         for same in by_start.values():
             groups += [same[i : i + self.replicas] for i in range(0, len(same), self.replicas)]
         return groups
@@ -358,7 +379,7 @@ class Experiment:
         result = train(
             model,
             self.data,
-            self.config.training,
+            unit.training,
             seed=unit.seed,
             mask=unit.mask,
             start=unit.start,
@@ -383,7 +404,7 @@ class Experiment:
             results = train_replicas(
                 models,
                 self.data,
-                self.config.training,
+                group[0].training,
                 seeds=[u.seed for u in group],
                 masks=[u.mask for u in group],
                 start=group[0].start,

@@ -44,6 +44,48 @@ class LevelContext:
     theta_k: Callable[[], Weights]  # its weights at the rewind iteration k (θ0 when k = 0)
     fresh: Callable[[int], Weights]  # a fresh initialisation under the given seed
     trained: Callable[[str], Weights]  # a variant's final weights at the level before (level 0: dense)
+    retrain: Retrain  # how the ticket is retrained after pruning (`lottery.retrain`)
+
+
+@dataclass(frozen=True)
+class Retrain:
+    """How a pruned network is retrained (Renda, Frankle & Carbin, ICLR 2020): its start weights,
+    and whether it runs the learning-rate schedule from iteration k or holds its final rate. The
+    ticket and every variant that `retrains` start this way; each is its own IMP loop, since the
+    next mask comes from the ticket's own retrained weights."""
+
+    name: str
+    description: str
+    weights: Callable[[LevelContext], Weights]
+    final_lr: bool = False  # train at the schedule's last learning rate throughout (fine-tuning)
+
+
+RETRAIN: dict[str, Retrain] = {
+    r.name: r
+    for r in (
+        Retrain(
+            "weights",
+            "weight rewinding: survivors reset to θk, the schedule replayed from k (the 2019 paper: k = 0)",
+            weights=lambda ctx: ctx.theta_k(),
+        ),
+        Retrain(
+            "lr",
+            "learning-rate rewinding: survivors keep their trained weights; the schedule replayed from k",
+            weights=lambda ctx: ctx.trained(TICKET),
+        ),
+        Retrain(
+            "finetune",
+            "fine-tuning: survivors keep their trained weights and train T - k iterations at the final rate",
+            weights=lambda ctx: ctx.trained(TICKET),
+            final_lr=True,
+        ),
+    )
+}
+
+
+def retrained(ctx: LevelContext) -> Weights:
+    """The start weights of the ticket, under the run's retraining rule."""
+    return ctx.retrain.weights(ctx)
 
 
 @dataclass(frozen=True)
@@ -57,6 +99,9 @@ class Variant:
     mask: Callable[[LevelContext], Mask]  # the mask it trains under
     from_rewind: bool  # starts at the rewind iteration k (schedule from k), else at iteration 0
     salt: str  # seeds its own random draws (a fresh init, a random mask) with derive_seed
+    # Trains under the run's retraining rule like the ticket (`lottery.retrain`): fine-tuning holds
+    # the final learning rate for it too. Others run the configured schedule.
+    retrains: bool = False
     next_mask: bool = False  # the next level's mask comes from its trained weights (see mask_source)
     control: bool = True  # set beside the ticket (imp) in the findings and figures
     internal: bool = False  # trained when `applies` says so; never listed in lottery.variants
@@ -132,6 +177,17 @@ def validate(config: Config) -> None:
             raise ConfigError(f"lottery.variants must be among {', '.join(selectable())}; got {name!r}")
     if TICKET not in config.lottery.variants:
         raise ConfigError("lottery.variants must include 'imp': the controls are defined by its masks")
+    if config.lottery.retrain not in RETRAIN:
+        raise ConfigError(
+            f"lottery.retrain must be one of {', '.join(RETRAIN)}; got {config.lottery.retrain!r}"
+        )
+    if config.lottery.retrain != "weights" and (
+        config.lottery.strategy != "reset" or config.lottery.schedule != "iterative"
+    ):
+        raise ConfigError(
+            f"lottery.retrain {config.lottery.retrain!r} is its own iterative loop: it takes "
+            "lottery.strategy 'reset' and lottery.schedule 'iterative'"
+        )
 
 
 # --- the table ------------------------------------------------------------------------------
@@ -141,11 +197,12 @@ def validate(config: Config) -> None:
 register(
     Variant(
         name=TICKET,
-        description="the ticket: the level's mask on θk (θ0 when k = 0), trained from iteration k",
+        description="the ticket: the level's mask on θk (θ0 at k = 0; see lottery.retrain), from iteration k",
         legend="winning ticket",
-        weights=lambda ctx: ctx.theta_k(),
+        weights=retrained,
         mask=level_mask,
         from_rewind=True,
+        retrains=True,
         salt="imp",
         next_mask=True,
         control=False,
@@ -181,11 +238,13 @@ register(
 register(
     Variant(
         name="random",
-        description="a random mask with the level mask's count in every layer, on θk, from iteration k",
+        description="a random mask with the level mask's count in every layer, on the ticket's start "
+        "weights, from iteration k",
         legend="random sparse",
-        weights=lambda ctx: ctx.theta_k(),
+        weights=retrained,
         mask=random_mask,
         from_rewind=True,
+        retrains=True,
         salt="random",
     )
 )
