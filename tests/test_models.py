@@ -18,30 +18,30 @@ CIFAR_NETS = [*CONV_NETS, "vgg19", "resnet20"]
 # name, input shape, prunable weights (conv + fc + output + shortcut), all parameters.
 SIZES = [
     # LeNet-300-100: 784·300 + 300·100 + 100·10 = 235,200 + 30,000 + 1,000 = 266,200 weights;
-    # biases 300 + 100 + 10 = 410; total 266,610 (PAPER.md: 266K).
+    # biases 300 + 100 + 10 = 410; total 266,610 (the paper: 266K).
     ("lenet300", MNIST, 266_200, 266_610),
     # Conv-2: convs 3·64·9 + 64·64·9 = 1,728 + 36,864 = 38,592; fc 16·16·64·256 + 256·256 + 256·10
-    # = 4,194,304 + 65,536 + 2,560 = 4,262,400; weights 4,300,992 (PAPER.md: 4.3M);
+    # = 4,194,304 + 65,536 + 2,560 = 4,262,400; weights 4,300,992 (the paper: 4.3M);
     # biases 64 + 64 + 256 + 256 + 10 = 650; total 4,301,642.
     ("conv2", CIFAR, 4_300_992, 4_301_642),
     # Conv-4: convs 38,592 + 64·128·9 + 128·128·9 = 38,592 + 73,728 + 147,456 = 259,776;
     # fc 8·8·128·256 + 65,536 + 2,560 = 2,097,152 + 68,096 = 2,165,248; weights 2,425,024
-    # (PAPER.md: 2.4M); biases 650 + 128 + 128 = 906; total 2,425,930.
+    # (the paper: 2.4M); biases 650 + 128 + 128 = 906; total 2,425,930.
     ("conv4", CIFAR, 2_425_024, 2_425_930),
     # Conv-6: convs 259,776 + 128·256·9 + 256·256·9 = 259,776 + 294,912 + 589,824 = 1,144,512;
-    # fc 4·4·256·256 + 68,096 = 1,048,576 + 68,096 = 1,116,672; weights 2,261,184 (PAPER.md's 1.7M
+    # fc 4·4·256·256 + 68,096 = 1,048,576 + 68,096 = 1,116,672; weights 2,261,184 (the paper's 1.7M
     # is not reachable with same padding: see lth/models/conv.py); biases 906 + 512 = 1,418;
     # total 2,262,602.
     ("conv6", CIFAR, 2_261_184, 2_262_602),
     # ResNet-20: 3×3 convs 432 + 6·2,304 + (4,608 + 5·9,216) + (18,432 + 5·36,864)
     # = 432 + 13,824 + 50,688 + 202,752 = 267,696; shortcuts 16·32 + 32·64 = 2,560; output 640;
     # weights 270,896. Batch norm 2·(16 + 6·16 + 6·32 + 6·64 + 32 + 64) = 2·784 = 1,568;
-    # output bias 10; total 272,474 (PAPER.md: 274K).
+    # output bias 10; total 272,474 (the paper: 274K).
     ("resnet20", CIFAR, 270_896, 272_474),
     # VGG-19: convs 3·64·9 + 64·64·9 + 64·128·9 + 128·128·9 + 128·256·9 + 3·256·256·9
     # + 256·512·9 + 3·512·512·9 + 4·512·512·9 = 1,728 + 36,864 + 73,728 + 147,456 + 294,912
     # + 1,769,472 + 1,179,648 + 7,077,888 + 9,437,184 = 20,018,880; output 512·10 = 5,120;
-    # weights 20,024,000 (PAPER.md: 20.0M). Batch norm 2·(2·64 + 2·128 + 4·256 + 8·512) = 11,008;
+    # weights 20,024,000 (the paper: 20.0M). Batch norm 2·(2·64 + 2·128 + 4·256 + 8·512) = 11,008;
     # output bias 10; total 20,035,018.
     ("vgg19", CIFAR, 20_024_000, 20_035_018),
 ]
@@ -82,7 +82,7 @@ def test_all_architectures_are_registered():
 
 
 def test_resnet_kinds_hold_the_papers_unpruned_layers(cifar_models):
-    # PAPER.md: ResNet-18 leaves its output (640) and 1×1 shortcuts (2,560) unpruned.
+    # The paper: ResNet-18 leaves its output (640) and 1×1 shortcuts (2,560) unpruned.
     kinds = prunable_layers(cifar_models["resnet20"])
     shortcuts = [name for name, kind in kinds.items() if kind == "shortcut"]
     assert len(shortcuts) == 2

@@ -35,7 +35,7 @@ def test_lenet_percent_remaining_compounds_as_in_the_paper():
     for level in range(1, 17):
         mask = plan.prune(mask, weights)
         pm[level] = round(100 * mask.fraction_remaining(), 1)
-    # PAPER.md: 51.3% at round 3, 21.1% at 7, 13.5% at 9, 3.6% at 15, 2.9% at 16
+    # The paper: 51.3% at round 3, 21.1% at 7, 13.5% at 9, 3.6% at 15, 2.9% at 16
     assert (pm[3], pm[7], pm[9], pm[15], pm[16]) == (51.3, 21.1, 13.5, 3.6, 2.9)
 
 

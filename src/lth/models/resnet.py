@@ -13,7 +13,7 @@ Weights on CIFAR-10, with n = 3 blocks per stage:
 - stage 3: 32·64·9 = 18,432 + 5 convs of 64·64·9 = 36,864 → 202,752;
 - 3×3 convs 267,696; 1×1 shortcuts 16·32 + 32·64 = 512 + 2,048 = 2,560; output 64·10 = 640;
 - all weights 270,896. With batch norm (1,568) and the output bias (10): 272,474 parameters,
-  which the paper rounds to "274K" (within 1%; PAPER.md's 640 and 2,560 match exactly).
+  which the paper rounds to "274K" (within 1%; the paper's 640 and 2,560 match exactly).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import pandas as pd
 
 from lth.errors import StoreError
 
-# What every summary.csv holds (DESIGN.md's contract); a file without them is damaged.
+# What every summary.csv holds (the contract in docs/design.md); a file without them is damaged.
 REQUIRED_COLUMNS = (
     "trial",
     "variant",
