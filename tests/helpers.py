@@ -1,4 +1,12 @@
-"""Small data and models for tests that need training but not a real data set."""
+"""Small data and models for tests that need training but not a real data set; running `lth` as a
+user does, in its own process; and waiting for, and killing, such a process part-way."""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -66,3 +74,46 @@ def tiny_config(*overrides: str, trials: int = 1) -> Config:
         f"lottery.trials={trials}",
     ]
     return with_overrides(Config(), [*base, *overrides])
+
+
+def lth(*args: str, data_dir: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """`python -m lth ARGS` in a fresh process, as a user runs it (with `data_dir` as LTH_DATA_DIR)."""
+    env = os.environ | ({"LTH_DATA_DIR": str(data_dir)} if data_dir else {})
+    return subprocess.run(
+        [sys.executable, "-m", "lth", *args], capture_output=True, text=True, env=env, timeout=600, **kwargs
+    )
+
+
+def wait_for(
+    pattern: str, root: Path, running: Callable[[], bool] = lambda: True, timeout: float = 300
+) -> Path:
+    """The first path under `root` matching `pattern`, polled for while `running()` holds (the
+    process that should write it has not exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and running():
+        found = list(root.glob(pattern))
+        if found:
+            return found[0]
+        time.sleep(0.02)
+    raise AssertionError(f"{pattern} never appeared under {root}")
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` is running (a zombie, dead but not yet reaped, is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+# Level 1 of trial 0's ticket while it trains: a checkpoint is stored, its result.json is not yet.
+LEVEL_1_CHECKPOINT = "*/trial_0/imp/level_01/checkpoint.pt"
+
+
+def kill_inside_level_1(out: Path, kill: Callable[[], object], running: Callable[[], bool]) -> None:
+    """Wait (while `running()`) until trial 0's level 1 has checkpointed under the runs root `out`,
+    call `kill`, and check that the level had not finished: a kill-and-resume test must interrupt
+    a level, not land between two."""
+    checkpoint = wait_for(LEVEL_1_CHECKPOINT, out, running)
+    kill()
+    assert not (checkpoint.parent / "result.json").exists(), "killed too late: level 1 had finished"

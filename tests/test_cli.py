@@ -4,19 +4,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import kill_inside_level_1, lth
+
 QUICK = ["--set", "training.steps='300it'", "--set", "lottery.levels=2", "--quiet"]
-
-
-def lth(*args: str, data_dir: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
-    env = os.environ | ({"LTH_DATA_DIR": str(data_dir)} if data_dir else {})
-    return subprocess.run(
-        [sys.executable, "-m", "lth", *args], capture_output=True, text=True, env=env, timeout=600, **kwargs
-    )
 
 
 def test_presets_lists_name_description_and_runtime():
@@ -105,19 +99,12 @@ def test_sigkill_in_the_middle_of_a_level_then_rerun_gives_the_same_summary(tmp_
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 300
-    checkpoint = None
-    while time.monotonic() < deadline and process.poll() is None:
-        found = list(out.glob("*/trial_0/imp/level_01/checkpoint.pt"))
-        if found:
-            checkpoint = found[0]
-            break
-        time.sleep(0.02)
-    assert checkpoint is not None, "the run finished or stalled before level 1 checkpointed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    level_dir = checkpoint.parent
-    assert not (level_dir / "result.json").exists(), "killed too late: level 1 had finished"
+
+    def kill() -> None:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    kill_inside_level_1(out, kill, running=lambda: process.poll() is None)
 
     resumed = lth(*args, "--out", str(out), data_dir=mnist_root)
     assert resumed.returncode == 0, resumed.stderr

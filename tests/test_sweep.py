@@ -16,6 +16,7 @@ import pytest
 from lth.config import load_preset, with_overrides
 from lth.errors import ConfigError, LthError
 from lth.sweep import expand, load_sweep, run_sweep, sweep_states
+from tests.helpers import LEVEL_1_CHECKPOINT, alive, kill_inside_level_1, lth, wait_for
 
 # Tiny real work: LeNet-300-100 on MNIST, level 0 and level 1, the ticket only.
 TINY = {"training.steps": "100it", "lottery.levels": 1, "lottery.variants": ["imp"]}
@@ -32,32 +33,8 @@ def write_sweep(path: Path, *, fixed: dict, grid: dict | None = None, trials: in
     return path
 
 
-def lth(*args: str, data_dir: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
-    env = os.environ | ({"LTH_DATA_DIR": str(data_dir)} if data_dir else {})
-    return subprocess.run(
-        [sys.executable, "-m", "lth", *args], capture_output=True, text=True, env=env, timeout=600, **kwargs
-    )
-
-
 def summaries(root: Path) -> dict[str, str]:
     return {p.parent.name: p.read_text() for p in sorted(root.glob("*/summary.csv"))}
-
-
-def wait_for(pattern: str, root: Path, alive=lambda: True, timeout: float = 300) -> Path:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and alive():
-        found = list(root.glob(pattern))
-        if found:
-            return found[0]
-        time.sleep(0.02)
-    raise AssertionError(f"{pattern} never appeared under {root}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def processes(marker: str, parent: int | None = None) -> list[int]:
@@ -300,10 +277,12 @@ def test_a_worker_killed_mid_level_is_retried_and_the_sweep_ends_as_if_undisturb
         stderr=subprocess.PIPE,
         text=True,
     )
-    checkpoint = wait_for("*/trial_0/imp/level_01/checkpoint.pt", out, lambda: process.poll() is None)
-    [worker] = processes("multiprocessing.spawn", parent=process.pid)
-    os.kill(worker, signal.SIGKILL)
-    assert not (checkpoint.parent / "result.json").exists(), "killed too late: level 1 had finished"
+
+    def kill_the_worker() -> None:
+        [worker] = processes("multiprocessing.spawn", parent=process.pid)
+        os.kill(worker, signal.SIGKILL)
+
+    kill_inside_level_1(out, kill_the_worker, running=lambda: process.poll() is None)
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr
     assert "was killed by SIGKILL; retrying from its stored progress (attempt 2 of 3)" in stdout
@@ -377,7 +356,7 @@ def test_a_ray_sweep_survives_a_killed_task_and_matches_the_local_one(
     killed = []
 
     def kill_a_task():
-        checkpoint = wait_for("*/trial_0/imp/level_01/checkpoint.pt", tmp_path / "runs")
+        checkpoint = wait_for(LEVEL_1_CHECKPOINT, tmp_path / "runs")
         for pid in processes("ray::lth_sweep_unit"):
             os.kill(pid, signal.SIGKILL)
             killed.append((pid, (checkpoint.parent / "result.json").exists()))

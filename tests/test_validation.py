@@ -12,8 +12,8 @@ from lth.compose import model_factory
 from lth.config import Config, TrainingConfig, with_overrides
 from lth.errors import ConfigError
 from lth.models import build
+from tests.helpers import lth as cli
 from tests.helpers import tiny_config, tiny_splits
-from tests.test_cli import lth as cli
 
 DATA = tiny_splits()
 

@@ -8,6 +8,7 @@
 
 # First: it sets MKL_CBWR before PyTorch makes its first matrix product (see environment.py).
 import lth.environment  # noqa: F401
+from lth._version import __version__ as __version__
 from lth.api import find_tickets, run
 from lth.config import Config, load_preset, preset_names, with_overrides
 from lth.errors import ConfigError, DataError, LthError, StoreError
@@ -26,4 +27,3 @@ __all__ = [
     "run",
     "with_overrides",
 ]
-__version__ = "0.1.0"

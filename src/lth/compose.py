@@ -42,8 +42,8 @@ def open_experiment(
 ) -> Experiment:
     """The experiment of `config` in its run directory under `out`, after the checks that need the
     data (the rewind step inside the training) and before the directory is written."""
-    level_iterations(config, splits)
-    return Experiment(config, splits, make_model, RunStore(out, config), runtime)
+    iterations = level_iterations(config, splits)  # refuses a bad rewind step before RunStore writes
+    return Experiment(config, splits, make_model, RunStore(out, config), runtime, iterations)
 
 
 def model_options(model: ModelConfig) -> dict[str, object]:

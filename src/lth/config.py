@@ -248,6 +248,7 @@ def _validate(config: Config) -> None:
     from lth.lottery import variants  # the table imports pruning, which imports this module
 
     variants.validate(config)
+    steps: dict[str, Step] = {}  # each parsed once, here; the zero checks below read these
     for name, value in (
         ("training.steps", t.steps),
         ("training.eval_every", t.eval_every),
@@ -256,12 +257,12 @@ def _validate(config: Config) -> None:
         *((f"training.lr_milestones[{i}]", m) for i, m in enumerate(t.lr_milestones)),
     ):
         try:
-            Step.parse(value)
+            steps[name] = Step.parse(value)
         except ConfigError as err:
             raise ConfigError(f"{name}: {err}") from None
-    if Step.parse(t.steps).value == 0:
+    if steps["training.steps"].value == 0:
         raise ConfigError("training.steps must be more than zero, e.g. '50000it'")
-    if Step.parse(t.eval_every).value == 0:
+    if steps["training.eval_every"].value == 0:
         raise ConfigError("training.eval_every must be more than zero, e.g. '100it'")
     _positive("training.lr", t.lr)
     _positive("training.batch_size", t.batch_size)

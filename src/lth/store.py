@@ -1,15 +1,7 @@
 """The run directory: where a run's results live, written atomically, read back safely.
 
-Layout (one directory per config hash):
-    config.toml                  the resolved config
-    summary.csv                  one row per (trial, variant, level)
-    trial_T/VARIANT/level_LL/    mask.safetensors, init.safetensors, final.safetensors,
-                                 history.csv, result.json (written last: marks the level done)
-                                 checkpoint.pt while training is under way
-    replicas/level_LL/ID.pt      while a group of a level's trainings is under way as replicas:
-                                 its members and their states (see `lottery.replicas`)
-`imp/level_00` is the dense network, shared by all variants; `path/level_LL` holds the
-continued-training path of strategy `continue`; `imp/level_00/rewind.safetensors` holds θk.
+What lives where (the layout, the file names, summary.csv's columns) is `lth.layout`'s; this
+module writes it.
 """
 
 from __future__ import annotations
@@ -21,7 +13,6 @@ import json
 import math
 import os
 import tempfile
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -30,30 +21,14 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from lth.config import Config, from_dict
-from lth.errors import LthError, StoreError
+from lth import layout
+from lth.config import Config
+from lth.errors import StoreError
 from lth.pruning import Mask
 
-DONE = "result.json"
-
-# summary.csv's columns, in order: the contract that reports and users read.
-SUMMARY_COLUMNS = [
-    "trial",
-    "seed",
-    "variant",
-    "level",
-    "percent_remaining",
-    "percent_remaining_all",
-    "early_stop_iteration",
-    "early_stop_val_loss",
-    "early_stop_val_accuracy",
-    "early_stop_test_accuracy",
-    "final_test_accuracy",
-    "final_train_accuracy",
-    "final_train_loss",
-]
-# The measured columns, after the identifying ones (trial, seed, variant, level).
-SUMMARY_METRICS = tuple(SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("percent_remaining") :])
+# Re-exported: callers import summary.csv's columns from the store, which writes them.
+SUMMARY_COLUMNS = layout.SUMMARY_COLUMNS
+SUMMARY_METRICS = layout.SUMMARY_METRICS
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -95,20 +70,20 @@ class LevelDir:
 
     @property
     def done(self) -> bool:
-        return (self.path / DONE).exists()
+        return (self.path / layout.RESULT).exists()
 
     def save_tensors(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
         data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        write_atomic(self.path / f"{name}.safetensors", save_safetensors(data))
+        write_atomic(self.path / layout.tensors(name), save_safetensors(data))
 
     def load_tensors(self, name: str) -> dict[str, torch.Tensor]:
-        return read_tensors(self.path / f"{name}.safetensors")
+        return read_tensors(self.path / layout.tensors(name))
 
     def save_mask(self, mask: Mask) -> None:
-        write_atomic(self.path / "mask.safetensors", mask.to_bytes())
+        write_atomic(self.path / layout.tensors("mask"), mask.to_bytes())
 
     def load_mask(self) -> Mask:
-        return Mask(read_tensors(self.path / "mask.safetensors"))
+        return Mask(self.load_tensors("mask"))
 
     def percent_remaining_all(self) -> float | None:
         """Pm over all weights (`Mask.fraction_remaining_all`) from the stored mask and the shapes
@@ -116,7 +91,7 @@ class LevelDir:
         either file is unreadable."""
         try:
             return 100 * self.load_mask().fraction_remaining_all(
-                tensor_shapes(self.path / "final.safetensors")
+                tensor_shapes(self.path / layout.tensors("final"))
             )
         except StoreError:
             return None
@@ -126,21 +101,21 @@ class LevelDir:
         cells = [
             {k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()} for row in rows
         ]
-        write_atomic(self.path / "history.csv", _csv_bytes(cells, columns))
+        write_atomic(self.path / layout.HISTORY, _csv_bytes(cells, columns))
 
     def save_result(self, result: dict[str, Any]) -> None:
-        write_atomic(self.path / DONE, json.dumps(result, indent=2).encode())
-        (self.path / "checkpoint.pt").unlink(missing_ok=True)
+        write_atomic(self.path / layout.RESULT, json.dumps(result, indent=2).encode())
+        (self.path / layout.CHECKPOINT).unlink(missing_ok=True)
 
     def load_result(self) -> dict[str, Any]:
-        path = self.path / DONE
+        path = self.path / layout.RESULT
         try:
             return json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise damaged(path, str(err)) from None
 
     def checkpoint(self, interval_s: float) -> FileCheckpoint:
-        return FileCheckpoint(self.path / "checkpoint.pt", interval_s)
+        return FileCheckpoint(self.path / layout.CHECKPOINT, interval_s)
 
 
 class FileCheckpoint:
@@ -224,47 +199,38 @@ class RunStore:
                 f"cannot write the run directory {self.path} ({err.strerror}); choose another with --out DIR"
             ) from None
         self._check_config()
-        write_atomic(self.path / "config.toml", config.to_toml().encode())
+        write_atomic(self.path / layout.CONFIG, config.to_toml().encode())
 
     def _check_config(self) -> None:
-        stored = self.path / "config.toml"
-        if not stored.exists():
+        if not (self.path / layout.CONFIG).exists():
             return
-        try:
-            previous = from_dict(tomllib.loads(stored.read_text()))
-        except (LthError, ValueError, UnicodeDecodeError) as err:
-            raise damaged(stored, str(err)) from None
+        previous = layout.read_config(self.path, fix=f"delete {self.path} to recompute it")
         if previous.hash() != self.config.hash():
             raise StoreError(
                 f"run directory {self.path} holds results of a different config; "
                 "move it away or choose another --out DIR"
             )
 
-    def trial(self, trial: int) -> Path:
-        return self.path / f"trial_{trial}"
-
     def level(self, trial: int, variant: str, level: int) -> LevelDir:
-        return LevelDir(self.trial(trial) / variant / f"level_{level:02d}")
+        """A (trial, variant, level)'s directory; every variant's level 0 is the one dense level."""
+        return LevelDir(layout.level_dir(self.path, trial, variant, level))
 
     def replica_checkpoint(self, level: int, members: list[str], interval_s: float) -> GroupCheckpoint:
         digest = hashlib.sha256("\n".join(members).encode()).hexdigest()[:16]
-        return GroupCheckpoint(
-            self.path / "replicas" / f"level_{level:02d}" / f"{digest}.pt", interval_s, members
-        )
+        return GroupCheckpoint(layout.replicas_dir(self.path, level) / f"{digest}.pt", interval_s, members)
 
     def replica_groups(self, level: int) -> list[list[str]]:
         """The members of each group of `level` that stopped part-way, oldest first."""
-        folder = self.path / "replicas" / f"level_{level:02d}"
+        folder = layout.replicas_dir(self.path, level)
         paths = sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
         return [FileCheckpoint(path, 0.0).load()["members"] for path in paths]
 
     def stored_results(self, trials: list[int]) -> list[dict[str, Any]]:
         """The result.json of every finished (variant, level) of `trials`."""
-        paths = [p for t in trials for p in sorted(self.trial(t).glob(f"*/level_*/{DONE}"))]
-        return [LevelDir(p.parent).load_result() for p in paths]
+        return [LevelDir(p.parent).load_result() for t in trials for p in layout.stored_results(self.path, t)]
 
     def write_summary(self, rows: list[dict[str, Any]], columns: list[str]) -> Path:
-        path = self.path / "summary.csv"
+        path = self.path / layout.SUMMARY
         write_atomic(path, _csv_bytes(rows, columns))
         return path
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lth import layout
 from lth.config import Config, TrainingConfig
 from lth.data import Split, Splits
 from lth.environment import engine, signature
@@ -35,7 +36,7 @@ from lth.models import initialize
 from lth.pruning import Mask, PruningPlan, ScoreContext, criteria
 from lth.seeds import derive_seed
 from lth.steps import Step
-from lth.store import SUMMARY_COLUMNS, LevelDir, RunStore
+from lth.store import LevelDir, RunStore
 from lth.training import HISTORY_COLUMNS, TrainResult, iterations_per_epoch, train
 from lth.training.loop import make_schedule
 from lth.training.replicas import replicable, train_replicas
@@ -74,7 +75,7 @@ class Unit:
 
     @property
     def id(self) -> str:
-        return f"trial_{self.trial}/{self.variant}/level_{self.level:02d}"
+        return layout.unit_id(self.trial, self.variant, self.level)
 
 
 @dataclass
@@ -114,9 +115,19 @@ def splits_to(data: Splits, device: torch.device) -> Splits:
     return dataclasses.replace(data, train=move(data.train), val=move(data.val), test=move(data.test))
 
 
-def level_iterations(config: Config, data: Splits) -> tuple[int, int]:
-    """(iterations of a level's training, the rewind iteration k) for `config` on `data`; a
-    rewind step that is not inside the training is refused."""
+@dataclass(frozen=True)
+class LevelIterations:
+    """A config's step strings resolved on its data: what `open_experiment` checks before the run
+    directory is written is what the experiment then runs with, resolved once."""
+
+    per_epoch: int  # iterations per epoch of the training split at the configured batch size
+    total: int  # iterations of a level's training
+    rewind: int  # the rewind iteration k
+
+
+def level_iterations(config: Config, data: Splits) -> LevelIterations:
+    """`config`'s training and rewind steps in iterations on `data`; a rewind step that is not
+    inside the training is refused."""
     per_epoch = iterations_per_epoch(data, config.training.batch_size)
     total = Step.parse(config.training.steps).iterations(per_epoch)
     rewind = Step.parse(config.lottery.rewind_step).iterations(per_epoch)
@@ -124,7 +135,7 @@ def level_iterations(config: Config, data: Splits) -> tuple[int, int]:
         raise ConfigError(
             f"lottery.rewind_step ({rewind} iterations) must be less than training.steps ({total} iterations)"
         )
-    return total, rewind
+    return LevelIterations(per_epoch, total, rewind)
 
 
 class Experiment:
@@ -137,15 +148,17 @@ class Experiment:
         make_model: Callable[[], nn.Module],
         store: RunStore,
         runtime: Runtime | None = None,
+        iterations: LevelIterations | None = None,
     ):
+        """`iterations`: `level_iterations(config, data)`, where the caller has resolved it already."""
         self.config, self.store = config, store
         self.runtime = runtime or Runtime()
         self.data = splits_to(data, self.runtime.device)
         self.make_model = make_model
-        self.total, self.rewind = level_iterations(config, data)
+        iterations = iterations or level_iterations(config, data)
+        self.total, self.rewind = iterations.total, iterations.rewind
         # Fine-tuning's training: the configured one held at the schedule's last learning rate.
-        per_epoch = iterations_per_epoch(data, config.training.batch_size)
-        last_lr = make_schedule(config.training, per_epoch)(self.total - 1)
+        last_lr = make_schedule(config.training, iterations.per_epoch)(self.total - 1)
         self._final_lr = dataclasses.replace(config.training, lr=last_lr, warmup="0it", lr_milestones=[])
         model = make_model()
         self.plan = PruningPlan.for_model(model, config.pruning)
@@ -219,7 +232,11 @@ class Experiment:
             ]
 
         def theta_k() -> dict[str, torch.Tensor]:
-            return self._stored(trial, variants.TICKET, 0).load_tensors("rewind") if self.rewind else theta0()
+            return (
+                self.store.level(trial, variants.TICKET, 0).load_tensors("rewind")
+                if self.rewind
+                else theta0()
+            )
 
         mask = self._next_mask(trial, level)
         retrain = variants.RETRAIN[self.config.lottery.retrain]
@@ -234,7 +251,7 @@ class Experiment:
                 theta0=theta0,
                 theta_k=theta_k,
                 fresh=lambda s: initialize(self.make_model(), s).state_dict(),
-                trained=lambda name: self._stored(trial, name, level - 1).load_tensors("final"),
+                trained=lambda name: self.store.level(trial, name, level - 1).load_tensors("final"),
                 retrain=retrain,
             )
             start = self.rewind if v.from_rewind else 0
@@ -243,19 +260,15 @@ class Experiment:
             units.append(Unit(trial, seed, v.name, level, weights, v.mask(ctx), start, training))
         return units
 
-    def _stored(self, trial: int, variant: str, level: int) -> LevelDir:
-        """Where a variant's level is stored: level 0, the dense network, once, under the ticket."""
-        return self.store.level(trial, variant if level > 0 else variants.TICKET, level)
-
     def _next_mask(self, trial: int, level: int) -> Mask:
         """Level `level`'s mask, found by the schedule and strategy from the level before."""
-        stored = self._stored(trial, variants.TICKET, level)
-        if (stored.path / "mask.safetensors").exists():
+        stored = self.store.level(trial, variants.TICKET, level)
+        if (stored.path / layout.tensors("mask")).exists():
             return stored.load_mask()
         if self.config.lottery.schedule == "oneshot":
-            source, rounds = self._stored(trial, variants.TICKET, 0), level
+            source, rounds = self.store.level(trial, variants.TICKET, 0), level
         else:
-            source = self._stored(trial, variants.mask_source(self.config, level - 1), level - 1)
+            source = self.store.level(trial, variants.mask_source(self.config, level - 1), level - 1)
             rounds = 1
         return self._prune(source.load_mask(), source.load_tensors("final"), trial, level, rounds)
 
@@ -471,11 +484,11 @@ def write_summary(config: Config, store: RunStore) -> list[dict[str, Any]]:
     for trial in range(lot.trials):
         for variant in lot.variants:
             for level in range(lot.levels + 1):
-                stored = store.level(trial, "imp" if level == 0 else variant, level)
+                stored = store.level(trial, variant, level)  # level 0: the dense level, under the ticket
                 if stored.done:
                     result = stored.load_result()
                     if "percent_remaining_all" not in result:  # written before lth recorded it
                         result["percent_remaining_all"] = stored.percent_remaining_all()
-                    rows.append({c: result[c] for c in SUMMARY_COLUMNS} | {"variant": variant})
-    store.write_summary(rows, SUMMARY_COLUMNS)
+                    rows.append({c: result[c] for c in layout.SUMMARY_COLUMNS} | {"variant": variant})
+    store.write_summary(rows, layout.SUMMARY_COLUMNS)
     return rows

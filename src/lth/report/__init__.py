@@ -5,7 +5,8 @@
 >>> report.files["html"]                                 # RUN_DIR/report/report.html
 """
 
-from lth.report.build import Report, build_report, default_out
+from lth.report.build import build_report, default_out
+from lth.report.contents import Report
 from lth.report.table import format_table, level_table, read_summary
 
 __all__ = ["Report", "build_report", "default_out", "format_table", "level_table", "read_summary"]

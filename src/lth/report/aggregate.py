@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from lth.layout import SUMMARY_METRICS
 from lth.lottery import variants
-from lth.store import SUMMARY_METRICS
 
 METRICS = SUMMARY_METRICS
 STATS = ("mean", "std", "min", "max")

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from lth.config import Config, from_dict
+from lth import layout
+from lth.config import Config
 from lth.environment import signature
-from lth.errors import LthError, StoreError
+from lth.errors import StoreError
 from lth.lottery import variants
 from lth.lottery.variants import TICKET
 from lth.report.table import read_summary, unpruned_weights
@@ -72,9 +72,7 @@ class RunData:
         return [v for v in order if v in present] + [v for v in present if v not in order]
 
     def level_dir(self, trial: int, variant: str, level: int) -> Path:
-        # Level 0 is the dense network, stored once under imp and shared by every variant.
-        stored = TICKET if level == 0 else variant
-        return self.path / f"trial_{trial}" / stored / f"level_{level:02d}"
+        return layout.level_dir(self.path, trial, variant, level)
 
     def within(self, path: Path) -> str:
         """A file of this run as its notes name it: from the run directory, which the page names."""
@@ -103,7 +101,7 @@ class RunData:
         rows = self.summary[(self.summary.variant == variant) & (self.summary.level == level)]
         curves = []
         for trial in sorted(rows.trial.unique()):
-            path = self.level_dir(int(trial), variant, level) / "history.csv"
+            path = self.level_dir(int(trial), variant, level) / layout.HISTORY
             try:
                 curve = pd.read_csv(path, usecols=["iteration", "val_accuracy", "test_accuracy"])
             except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError):
@@ -135,16 +133,14 @@ class RunData:
         rows = []
         imp = self.summary[self.summary.variant == TICKET]
         for trial, level in imp[["trial", "level"]].itertuples(index=False):
-            level_path = self.level_dir(int(trial), TICKET, int(level))
+            mask_path = self.level_dir(int(trial), TICKET, int(level)) / layout.tensors("mask")
             result = self._result(int(trial), TICKET, int(level))
             remaining = (result or {}).get("remaining_per_layer")
             if sizes is None or remaining is None:
                 try:
-                    mask = read_tensors(level_path / "mask.safetensors")
+                    mask = read_tensors(mask_path)
                 except StoreError:
-                    self.notes.append(
-                        f"{self.within(level_path / 'mask.safetensors')} is unreadable: layer sizes unknown"
-                    )
+                    self.notes.append(f"{self.within(mask_path)} is unreadable: layer sizes unknown")
                     continue
                 sizes = sizes or {name: t.numel() for name, t in mask.items()}
                 if remaining is None:
@@ -161,7 +157,7 @@ class RunData:
         return table.sort_values(["level", "layer"], key=_layer_order(list(sizes))).reset_index(drop=True)
 
     def _result(self, trial: int, variant: str, level: int) -> dict | None:
-        path = self.level_dir(trial, variant, level) / "result.json"
+        path = self.level_dir(trial, variant, level) / layout.RESULT
         try:
             return json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -182,7 +178,7 @@ def read_run(run_dir: str | Path) -> RunData:
     """A run directory's config and summary; raises `StoreError` naming the problem and the fix."""
     path = Path(run_dir)
     summary = read_summary(path)  # checks the directory and summary.csv first: the commoner mistakes
-    config = read_config(path)
+    config = layout.read_config(path)
     order = {v: i for i, v in enumerate(variants.reported())}
     summary = summary.sort_values(
         ["variant", "level", "trial"],
@@ -244,22 +240,6 @@ def engine_lines(run: RunData) -> list[str]:
     return lines
 
 
-def read_config(run_dir: Path) -> Config:
-    path = run_dir / "config.toml"
-    try:
-        return from_dict(tomllib.loads(path.read_text()))
-    except FileNotFoundError:
-        raise StoreError(
-            f"{run_dir} has no config.toml, so it is not a run directory `lth run` wrote; "
-            "give the directory `lth run` printed"
-        ) from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, LthError) as err:
-        why = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise StoreError(
-            f"run file {path} is damaged ({why}); restore it or re-run the config that made this run"
-        ) from None
-
-
 def find_missing(run: RunData) -> list[Missing]:
     """What the config's trials × variants × levels ask for and summary.csv lacks."""
     lot = run.config.lottery
@@ -271,8 +251,8 @@ def find_missing(run: RunData) -> list[Missing]:
                 if (trial, variant, level) in done:
                     continue
                 folder = run.level_dir(trial, variant, level)
-                unlisted = (folder / "result.json").exists()  # killed between its result and the summary
-                started = (folder / "checkpoint.pt").exists() or (folder / "mask.safetensors").exists()
+                unlisted = (folder / layout.RESULT).exists()  # killed between its result and the summary
+                started = (folder / layout.CHECKPOINT).exists() or (folder / layout.tensors("mask")).exists()
                 missing.append(Missing(trial, variant, level, started and not unlisted, unlisted))
     return missing
 

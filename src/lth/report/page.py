@@ -11,19 +11,17 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
-import lth
+from lth import layout
+from lth._version import __version__
 from lth.lottery import variants
 from lth.report import paper as published
+from lth.report.contents import Report, RunReport
 from lth.report.figures import FigureFile
 from lth.report.load import RunData, engine_lines
 from lth.store import write_atomic
-
-if TYPE_CHECKING:
-    from lth.report.build import Report, RunReport
 
 VERDICT_MARKS = {
     published.HOLDS: "✓ holds",
@@ -90,7 +88,7 @@ def outline(report: Report) -> Outline:
     page = Outline(f"Lottery-ticket report: {subject}" + (f" ({len(runs)} runs compared)" if several else ""))
     page.add(
         Para(
-            f"Written by lth {lth.__version__} from the stored results; accuracies are percents, "
+            f"Written by lth {__version__} from the stored results; accuracies are percents, "
             "means over trials (± standard deviation where there are several)."
         )
     )
@@ -315,7 +313,7 @@ def _num(value: float, fmt: str) -> str:
 
 def _config_text(run: RunData) -> str:
     try:
-        return (run.path / "config.toml").read_text().strip()
+        return (run.path / layout.CONFIG).read_text().strip()
     except OSError:
         return run.config.to_toml().strip()
 

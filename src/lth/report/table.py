@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lth import layout
 from lth.errors import StoreError
 
 # What every summary.csv holds (the contract in docs/design.md); a file without them is damaged.
@@ -20,13 +21,13 @@ REQUIRED_COLUMNS = (
     "final_test_accuracy",
     "final_train_accuracy",
 )
-# Numeric columns the runner also writes; older or hand-made summaries may lack them.
-OPTIONAL_NUMERIC = ("seed", "percent_remaining_all", "early_stop_val_accuracy", "final_train_loss")
+# The runner's other columns, all numeric; older or hand-made summaries may lack them.
+OPTIONAL_NUMERIC = tuple(c for c in layout.SUMMARY_COLUMNS if c not in REQUIRED_COLUMNS)
 
 
 def read_summary(run_dir: str | Path) -> pd.DataFrame:
     """A run's summary.csv, checked: every required column present, numbers where numbers belong."""
-    path = Path(run_dir) / "summary.csv"
+    path = Path(run_dir) / layout.SUMMARY
     if not Path(run_dir).is_dir():
         raise StoreError(f"run directory {run_dir} does not exist; give the path `lth run` printed")
     if not path.exists():

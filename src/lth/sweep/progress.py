@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lth import layout
 from lth.config import Config
 from lth.lottery import variants
-from lth.store import DONE, write_atomic
+from lth.store import write_atomic
 from lth.sweep.spec import Sweep, Unit
 
 
@@ -51,18 +52,14 @@ def trainings_by_level(config: Config) -> list[list[tuple[str, int]]]:
     return levels
 
 
-def level_dir(run_path: Path, trial: int, variant: str, level: int) -> Path:
-    # As `RunStore.level` lays it out; read here without opening (and so writing) the store.
-    return run_path / f"trial_{trial}" / variant / f"level_{level:02d}"
-
-
 def unit_state(unit: Unit, *, timings: bool = False) -> UnitState:
     path, trial = unit.run.path, unit.trial
     levels_done = trainings_done = trainings = 0
     wall = 0.0
     complete = True
     for needed in trainings_by_level(unit.run.config):
-        finished = [level_dir(path, trial, v, lv) / DONE for v, lv in needed]
+        # `layout`, not `RunStore.level`: opening the store would write the run directory.
+        finished = [layout.level_dir(path, trial, v, lv) / layout.RESULT for v, lv in needed]
         finished = [f for f in finished if f.exists()]
         trainings += len(needed)
         trainings_done += len(finished)
@@ -70,7 +67,7 @@ def unit_state(unit: Unit, *, timings: bool = False) -> UnitState:
         levels_done += complete
         if timings:
             wall += sum(_wall_time(f) for f in finished)
-    started = (path / f"trial_{trial}").exists()
+    started = layout.trial_dir(path, trial).exists()
     return UnitState(
         unit,
         levels_done,
@@ -91,7 +88,7 @@ def sweep_states(sweep: Sweep, *, timings: bool = False) -> list[UnitState]:
 
 
 def failure_path(unit: Unit) -> Path:
-    return unit.run.path / f"failed-trial_{unit.trial}.json"
+    return layout.failure_file(unit.run.path, unit.trial)
 
 
 def record_failure(unit: Unit, error: str, detail: str, attempts: int) -> None:
