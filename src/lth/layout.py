@@ -24,7 +24,11 @@ from pathlib import Path
 
 from lth.config import Config, from_dict
 from lth.errors import LthError, StoreError
-from lth.lottery.variants import TICKET
+
+# The ticket's variant name (lottery/variants.py registers the variant under it): level 0, the
+# dense network, is stored once, under it. Here, below the lottery package, so the store needs
+# nothing above it.
+TICKET = "imp"
 
 CONFIG = "config.toml"
 SUMMARY = "summary.csv"

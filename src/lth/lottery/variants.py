@@ -7,7 +7,7 @@ level trains, the planned iterations), config validation, `lth sweep --status`/`
 findings and the figures all read this table; none of them names a variant.
 
 Adding a variant is one `register(Variant(...))` call, in this file or in a module of your own
-imported before the run (see docs/design.md, "Adding a variant"). Level 0, the dense network, is
+imported before the run (see docs/design.md, "Variants"). Level 0, the dense network, is
 not a variant: it is trained once per trial and stored under `imp`.
 """
 
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from lth.errors import ConfigError
+from lth.layout import TICKET  # the ticket: everything else is compared with it
 from lth.pruning import Mask, random_like
 
 if TYPE_CHECKING:
@@ -116,8 +117,6 @@ def random_mask(ctx: LevelContext) -> Mask:
     """A random mask with the level mask's count in every layer."""
     return random_like(ctx.mask, torch.Generator().manual_seed(ctx.own_seed))
 
-
-TICKET = "imp"  # the variant that is the ticket; everything else is compared with it
 
 _TABLE: dict[str, Variant] = {}
 
