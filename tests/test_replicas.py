@@ -10,7 +10,7 @@ from lth.errors import LthError
 from lth.lottery import Experiment, Runtime
 from lth.models import build, initialize
 from lth.pruning import PruningPlan
-from lth.store import FileCheckpoint, RunStore
+from lth.store import FileCheckpoint, GroupCheckpoint, RunStore
 from lth.training import train
 from lth.training.replicas import replicable, train_replicas
 from tests.helpers import RecordingCheckpoint, overfitting_splits, tiny_config, tiny_splits
@@ -108,14 +108,14 @@ def test_pruned_weights_and_their_optimiser_state_stay_exactly_zero_in_replicas(
     config = TrainingConfig(steps="40it", eval_every="10it", batch_size=30, weight_decay=1e-3)
     train_replicas(models, DATA, config, seeds=[0, 1, 2], masks=masks, checkpoint=spy)
     saved = spy.saved
-    assert saved and all(len(state["replicas"]) == 3 for state in saved)
+    assert saved and all(len(state["engine"]["replicas"]) == 3 for state in saved)
     index = {name: i for i, (name, _) in enumerate(models[0].named_parameters())}
     for model, mask, r in zip(models, masks, range(3), strict=True):
         for name, m in mask.items():
             weight = model.get_parameter(name)
             assert torch.all(weight[m == 0] == 0) and torch.any(weight[m == 1] != 0), name
             for state in saved:
-                for key, value in state["replicas"][r]["optimizer"]["state"][index[name]].items():
+                for key, value in state["engine"]["replicas"][r]["optimizer"]["state"][index[name]].items():
                     if key != "step":
                         assert value.shape == m.shape and torch.all(value[m == 0] == 0), (name, key)
 
@@ -142,12 +142,25 @@ def test_a_group_stopped_part_way_resumes_to_identical_results(tmp_path):
         train_replicas(
             stopped, DATA, config, seeds=seeds, masks=masks, checkpoint=checkpoint, on_progress=die_at_70
         )
-    assert checkpoint.load()["replicas"][0]["iteration"] == 60  # the last save before the kill
+    assert checkpoint.load()["iteration"] == 60  # the last save before the kill
     resumed_models = [_model("lenet300", r) for r in range(3)]
     resumed = train_replicas(resumed_models, DATA, config, seeds=seeds, masks=masks, checkpoint=checkpoint)
     for a, b, model_a, model_b in zip(resumed, reference, resumed_models, unbroken, strict=True):
         assert pd.DataFrame(a.history).equals(pd.DataFrame(b.history)) and a.record() == b.record()
         assert all(torch.equal(x, y) for x, y in zip(model_a.parameters(), model_b.parameters(), strict=True))
+
+
+def test_a_group_checkpoint_names_its_members_and_resumes_only_a_group_of_its_size(tmp_path):
+    config = TrainingConfig(steps="20it", eval_every="10it", batch_size=30)
+    checkpoint = GroupCheckpoint(tmp_path / "group.pt", interval_s=0.0, members=["a", "b"])
+    train_replicas(
+        [_model("lenet300", r) for r in range(2)], DATA, config, seeds=[0, 1], checkpoint=checkpoint
+    )
+    saved = checkpoint.load()
+    assert saved["members"] == ["a", "b"] and saved["iteration"] == 10
+    three = [_model("lenet300", r) for r in range(3)]
+    with pytest.raises(LthError, match="checkpoint of 2 trainings cannot resume 3"):
+        train_replicas(three, DATA, config, seeds=[0, 1, 2], checkpoint=checkpoint)
 
 
 def test_dropout_and_batch_norm_models_are_not_replicable():

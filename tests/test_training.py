@@ -42,7 +42,7 @@ def test_pruned_weights_and_their_optimiser_state_stay_exactly_zero(optimizer, e
         assert torch.any(params[name][m == 1] != 0), name
     # optimiser state, in the order of model.parameters()
     index = {name: i for i, name in enumerate(params)}
-    for state in (saved["optimizer"] for saved in spy.saved):
+    for state in (saved["engine"]["optimizer"] for saved in spy.saved):
         for name, m in mask.items():
             for key, value in state["state"][index[name]].items():
                 if torch.is_tensor(value) and value.shape == m.shape:
@@ -82,14 +82,14 @@ def test_the_optimiser_uses_the_scheduled_rate():
             seen.append(self.param_groups[0]["lr"])
             return super().step(closure)
 
-    import lth.training.loop as loop
+    import lth.training.engine as engine
 
-    original = loop.make_optimizer
-    loop.make_optimizer = lambda params, c: Spy(params, lr=c.lr)
+    original = engine.make_optimizer
+    engine.make_optimizer = lambda params, c: Spy(params, lr=c.lr)
     try:
         train(model, data, config, seed=0)
     finally:
-        loop.make_optimizer = original
+        engine.make_optimizer = original
     assert seen[:3] == [0.0, 0.5 / 40, 1.0 / 40] and seen[40:] == [0.5] * 20
 
 
@@ -176,3 +176,17 @@ def test_rewind_capture_takes_the_weights_at_iteration_k():
     train(first, data, short, seed=2)
     result = train(model, data, config, seed=2, capture_at=7)
     assert all(torch.equal(result.captured[k], v) for k, v in first.state_dict().items())
+
+
+def test_a_checkpoint_written_before_engines_is_trained_over_to_the_same_numbers():
+    data, model, mask, config = _setup()
+    reference = train(model, data, config, seed=1, mask=mask)
+
+    class Old(RecordingCheckpoint):
+        def load(self):  # `train`'s format before engines: no "engine" entry
+            return {"iteration": 40, "model": {}, "optimizer": {}, "history": [], "captured": None}
+
+    _, fresh, _, _ = _setup()
+    again = train(fresh, data, config, seed=1, mask=mask, checkpoint=Old())
+    assert pd.DataFrame(again.history).equals(pd.DataFrame(reference.history))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), model.parameters(), strict=True))

@@ -1,4 +1,4 @@
-"""Training: one iteration-based loop with masking, evaluation and early-stop records."""
+"""Training: one iteration-based loop (masking, evaluation, early-stop records) driving engines."""
 
 from lth.training.evaluate import evaluate
 from lth.training.loop import HISTORY_COLUMNS, Checkpoint, TrainResult, iterations_per_epoch, train

@@ -1,15 +1,19 @@
 """The one training loop: iteration-based, masked, evaluated every N iterations, resumable.
 
-It knows nothing of levels or variants: it trains the model it is given, keeping the pruned
-weights of `mask` at exactly zero, and records the early-stopping point (the iteration of
-minimum validation loss and the test accuracy there, the paper's protocol).
+`run` owns the cadence of every training: the budget, the evaluation points (the first, every
+`eval_every` iterations and the last) and which of them also evaluate the test set, the capture
+of θk, periodic checkpoints, progress, the divergence error and the random state for dropout. An
+`Engine` (engine.py) does the work it asks for: `OneModel` here, for `train`, or K replicas at once
+(`replicas.train_replicas`). It knows nothing of levels or variants: it trains what it is given,
+keeping the pruned weights of each mask at exactly zero, and records the early-stopping point
+(the iteration of minimum validation loss and the test accuracy there, the paper's protocol).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,11 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from lth.config import TrainingConfig
-from lth.data import Splits, augment_batch
+from lth.data import Split, Splits
 from lth.errors import LthError
 from lth.pruning import Mask
 from lth.seeds import derive_seed
 from lth.steps import Step
+from lth.training.engine import BatchOrder, Engine, MaskedUpdate, augmented
 from lth.training.evaluate import evaluate
 from lth.training.schedule import LrSchedule
 
@@ -100,16 +105,6 @@ def budget(data: Splits, config: TrainingConfig, start: int) -> tuple[int, int, 
     return per_epoch, total, Step.parse(config.eval_every).iterations(per_epoch)
 
 
-def make_optimizer(params: list[torch.Tensor], config: TrainingConfig) -> torch.optim.Optimizer:
-    # Fused kernels: one pass over all parameters per step (measured ~25% faster per LeNet step
-    # on 2 CPU cores than `foreach`), same arithmetic.
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    return torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, fused=True
-    )
-
-
 def make_schedule(config: TrainingConfig, per_epoch: int) -> LrSchedule:
     return LrSchedule(
         base_lr=config.lr,
@@ -119,121 +114,67 @@ def make_schedule(config: TrainingConfig, per_epoch: int) -> LrSchedule:
     )
 
 
-class BatchOrder:
-    """The data order of a run: a fresh seeded permutation each epoch, batches as index slices.
-
-    Iteration t's batch depends only on (seed, t), so a resumed run sees the same batches.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.per_epoch = max(n // batch_size, 1)
-        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
-
-    def indices(self, iteration: int) -> torch.Tensor:
-        epoch, offset = divmod(iteration, self.per_epoch)
-        if epoch != self._epoch:
-            generator = torch.Generator().manual_seed(derive_seed(self.seed, "order", epoch))
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=generator)
-        return self._perm[offset * self.batch_size : (offset + 1) * self.batch_size]
-
-
-def train(
-    model: nn.Module,
+def run(
+    engine: Engine,
     data: Splits,
     config: TrainingConfig,
     *,
     seed: int,
-    mask: Mask | None = None,
     start: int = 0,
-    augment: bool = False,
     capture_at: int | None = None,
     checkpoint: Checkpoint | None = None,
     on_progress: Callable[[int], None] | None = None,
-) -> TrainResult:
-    """Train `model` in place from iteration `start` to the end of `config.steps`.
+) -> list[TrainResult]:
+    """Train `engine`'s replicas from iteration `start` to the end of `config.steps`, one result
+    per replica.
 
-    `seed` fixes the data order, augmentation and dropout. With `mask`, pruned weights are
-    zeroed first and their gradients are zeroed every step, so neither the weights nor the
-    optimiser's state (moments, momentum) ever move away from zero. `capture_at` asks for a copy
-    of the weights at that iteration (θk for rewinding). `checkpoint` makes the run resumable.
+    `seed` seeds the global generator, which only a model's own random layers (dropout) draw
+    from; the caller's generator is left as it was. `on_progress` counts iterations summed over
+    replicas. A `checkpoint` holds the loop's state and the engine's `snapshot`, so a run resumed
+    from it computes exactly what an unbroken one would.
     """
     device = data.train.x.device
     per_epoch, total, every = budget(data, config, start)
     schedule = make_schedule(config, per_epoch)
-    optimizer = make_optimizer(list(model.parameters()), config)
-    order = BatchOrder(len(data.train), config.batch_size, seed)
-    params = dict(model.named_parameters())
-    if mask is not None:
-        mask = mask.to(device)
-        mask.apply_(model)
-    masked = [(params[name], m) for name, m in (mask or {}).items()]
-
-    history: list[dict[str, float]] = []
-    captured = _copy_state(model) if capture_at == start else None
+    k = engine.replicas
+    histories: list[list[dict[str, float]]] = [[] for _ in range(k)]
+    captured = engine.copy_weights() if capture_at == start else [None] * k
     iteration = start
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(derive_seed(seed, "dropout", start))
         state = checkpoint.load() if checkpoint is not None else None
+        if state is not None and "engine" not in state:
+            state = None  # written by lth before engines: training again from `start` gives the same numbers
         if state is not None:
-            iteration, history, captured = _restore(state, model, optimizer, device)
+            iteration, histories, captured = _restore(state, engine, device)
             if on_progress:
-                on_progress(iteration - start)
+                on_progress(k * (iteration - start))
         else:
-            _evaluate_point(model, data, iteration, history, last=iteration == total, config=config)
+            _evaluate_point(engine, data, iteration, histories, last=iteration == total, config=config)
         last_save = time.monotonic()
-        model.train()
         while iteration < total:
             stop = min(total, (iteration // every + 1) * every)
             for it in range(iteration, stop):
-                _step(
-                    model,
-                    optimizer,
-                    schedule(it),
-                    data,
-                    order.indices(it),
-                    masked,
-                    augment and derive_seed(seed, "augment", it),
-                )
+                engine.step(it, schedule(it))
                 if capture_at == it + 1:
-                    captured = _copy_state(model)
+                    captured = engine.copy_weights()
             done, iteration = stop - iteration, stop
-            _evaluate_point(model, data, iteration, history, last=iteration == total, config=config)
-            model.train()
+            _evaluate_point(engine, data, iteration, histories, last=iteration == total, config=config)
             if on_progress:
-                on_progress(done)
+                on_progress(k * done)
             if (
                 checkpoint is not None
                 and iteration < total
                 and time.monotonic() - last_save >= checkpoint.interval_s
             ):
-                checkpoint.save(_snapshot(model, optimizer, iteration, history, captured, device))
+                checkpoint.save(_snapshot(engine, iteration, histories, captured, device))
                 last_save = time.monotonic()
 
-    return TrainResult.from_history(history, evaluate(model, data.train.x, data.train.y), captured)
-
-
-def _step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    lr: float,
-    data: Splits,
-    idx: torch.Tensor,
-    masked: list[tuple[torch.Tensor, torch.Tensor]],
-    augment_seed: int | bool,
-) -> None:
-    idx = idx.to(data.train.x.device)
-    x, y = data.train.x[idx], data.train.y[idx]
-    if augment_seed is not False:
-        x = augment_batch(x, torch.Generator().manual_seed(int(augment_seed)))
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    loss = F.cross_entropy(model(x), y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    for param, m in masked:
-        param.grad.mul_(m)  # a pruned weight gets no gradient, so Adam/momentum state stays 0
-    optimizer.step()
+    train_metrics = engine.evaluate(data.train)
+    return [
+        TrainResult.from_history(history, metrics, weights)
+        for history, metrics, weights in zip(histories, train_metrics, captured, strict=True)
+    ]
 
 
 def needs_test(history: list[dict[str, float]], val_loss: float, last: bool, config: TrainingConfig) -> bool:
@@ -262,51 +203,133 @@ def history_row(
 
 
 def _evaluate_point(
-    model: nn.Module,
+    engine: Engine,
     data: Splits,
     iteration: int,
-    history: list[dict[str, float]],
+    histories: list[list[dict[str, float]]],
     *,
     last: bool,
     config: TrainingConfig,
 ) -> None:
-    """Append this iteration's row to `history`, with the test set where `needs_test` says."""
-    val = evaluate(model, data.val.x, data.val.y)
-    test = (math.nan, math.nan)
-    if needs_test(history, val[0], last, config):
-        test = evaluate(model, data.test.x, data.test.y)
-    history.append(history_row(iteration, val, test))
-
-
-def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    """Append one row per replica, with the test set for the replicas where `needs_test` says,
+    evaluated only for them."""
+    val = engine.evaluate(data.val)
+    need = [r for r, history in enumerate(histories) if needs_test(history, val[r][0], last, config)]
+    test = dict(zip(need, engine.evaluate(data.test, need), strict=True)) if need else {}
+    for r, history in enumerate(histories):
+        replica = r if len(histories) > 1 else None
+        history.append(history_row(iteration, val[r], test.get(r, (math.nan, math.nan)), replica))
 
 
 def _snapshot(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    engine: Engine,
     iteration: int,
-    history: list[dict[str, float]],
-    captured: dict[str, torch.Tensor] | None,
+    histories: list[list[dict[str, float]]],
+    captured: list[dict[str, torch.Tensor] | None],
     device: torch.device,
 ) -> dict[str, Any]:
     return {
         "iteration": iteration,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "history": history,
+        "histories": histories,
         "captured": captured,
         "rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "engine": engine.snapshot(),
     }
 
 
 def _restore(
-    state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
-) -> tuple[int, list[dict[str, float]], dict[str, torch.Tensor] | None]:
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    state: dict[str, Any], engine: Engine, device: torch.device
+) -> tuple[int, list[list[dict[str, float]]], list[dict[str, torch.Tensor] | None]]:
+    if len(state["histories"]) != engine.replicas:
+        raise LthError(
+            f"a checkpoint of {len(state['histories'])} trainings cannot resume {engine.replicas} at once"
+        )
+    engine.restore(state["engine"])
     torch.set_rng_state(state["rng"])
-    if state.get("cuda_rng") is not None and device.type == "cuda":
+    if state["cuda_rng"] is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda_rng"], device)
-    return state["iteration"], state["history"], state["captured"]
+    return state["iteration"], state["histories"], state["captured"]
+
+
+# --- one model: the engine of `train` ------------------------------------------------------------
+
+
+def train(
+    model: nn.Module,
+    data: Splits,
+    config: TrainingConfig,
+    *,
+    seed: int,
+    mask: Mask | None = None,
+    start: int = 0,
+    augment: bool = False,
+    capture_at: int | None = None,
+    checkpoint: Checkpoint | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train `model` in place from iteration `start` to the end of `config.steps`.
+
+    `seed` fixes the data order, augmentation and dropout. With `mask`, pruned weights are
+    zeroed first and their gradients are zeroed every step, so neither the weights nor the
+    optimiser's state (moments, momentum) ever move away from zero. `capture_at` asks for a copy
+    of the weights at that iteration (θk for rewinding). `checkpoint` makes the run resumable.
+    """
+    engine = OneModel(model, data, config, seed=seed, mask=mask, augment=augment)
+    return run(
+        engine,
+        data,
+        config,
+        seed=seed,
+        start=start,
+        capture_at=capture_at,
+        checkpoint=checkpoint,
+        on_progress=on_progress,
+    )[0]
+
+
+class OneModel:
+    """The engine of one model, trained in place: its own forward and backward each step."""
+
+    replicas = 1
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Splits,
+        config: TrainingConfig,
+        *,
+        seed: int,
+        mask: Mask | None,
+        augment: bool,
+    ):
+        params = dict(model.named_parameters())
+        if mask is not None:
+            mask = mask.to(data.train.x.device)
+            mask.apply_(model)
+        masked = [(params[name], m) for name, m in (mask or {}).items()]
+        self.update = MaskedUpdate(list(model.parameters()), masked, config)
+        self.order = BatchOrder(len(data.train), config.batch_size, seed)
+        self.model, self.train_split, self.seed, self.augment = model, data.train, seed, augment
+        model.train()  # `evaluate` puts back the mode it finds
+
+    def step(self, iteration: int, lr: float) -> None:
+        idx = self.order.indices(iteration).to(self.train_split.x.device)
+        x, y = self.train_split.x[idx], self.train_split.y[idx]
+        if self.augment:
+            x = augmented(x, self.seed, iteration)
+        self.update(F.cross_entropy(self.model(x), y), lr)
+
+    def evaluate(self, split: Split, which: Sequence[int] | None = None) -> list[tuple[float, float]]:
+        """The one model's (loss, accuracy): `which` can only be all of one."""
+        return [evaluate(self.model, split.x, split.y)]
+
+    def copy_weights(self) -> list[dict[str, torch.Tensor]]:
+        return [{k: v.detach().clone() for k, v in self.model.state_dict().items()}]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.update.optimizer.state_dict()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.update.optimizer.load_state_dict(state["optimizer"])

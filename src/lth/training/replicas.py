@@ -7,8 +7,9 @@ ticket with its `reinit` and `random` controls) train here as one model: their w
 stacked along a new leading dimension and `torch.func.vmap` turns each layer into one batched
 product. Every replica keeps its own weights, mask, data order and optimiser state, so the
 results are those of K separate `train` calls, up to float rounding (batched products may sum
-in a different order); tests compare them. Checkpoints are written per replica in `train`'s own
-format, gathered in one file per group: a group resumes as a whole, so a resumed group
+in a different order); tests compare them. `ReplicaGroup` is the engine `loop.run` drives, with
+the cadence of `train` itself. Its checkpoints hold each replica's state as one model's engine
+keeps it, gathered in one file per group: a group resumes as a whole, so a resumed group
 computes exactly what an unbroken one would have.
 
 Models with dropout or batch norm train one at a time (`replicable`): vectorised, their random
@@ -18,8 +19,6 @@ draws and running statistics could not equal separate runs'.
 from __future__ import annotations
 
 import copy
-import math
-import time
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,21 +29,12 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from lth.config import TrainingConfig
-from lth.data import Splits, augment_batch
+from lth.data import Split, Splits
 from lth.errors import LthError
 from lth.pruning import Mask
-from lth.seeds import derive_seed
+from lth.training.engine import BatchOrder, MaskedUpdate, augmented
 from lth.training.evaluate import eval_batch_size
-from lth.training.loop import (
-    BatchOrder,
-    Checkpoint,
-    TrainResult,
-    budget,
-    history_row,
-    make_optimizer,
-    make_schedule,
-    needs_test,
-)
+from lth.training.loop import Checkpoint, TrainResult, run
 
 
 def replicable(model: nn.Module) -> bool:
@@ -132,6 +122,101 @@ class Replicas:
             model.load_state_dict(self.state_dict(k))
 
 
+class ReplicaGroup:
+    """The engine of K models trained as one `Replicas` stack, each with its own seed and mask."""
+
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        data: Splits,
+        config: TrainingConfig,
+        *,
+        seeds: Sequence[int],
+        masks: Sequence[Mask] | None,
+        augment: bool,
+    ):
+        device = data.train.x.device
+        if masks is not None:
+            for model, mask in zip(models, masks, strict=True):
+                mask.to(device).apply_(model)
+        self.stack = Replicas(models)
+        self.replicas = self.stack.k
+        masked = (
+            [(self.stack.params[name], torch.stack([m[name] for m in masks]).to(device)) for name in masks[0]]
+            if masks is not None
+            else []
+        )
+        self.update = MaskedUpdate(list(self.stack.params.values()), masked, config)
+        self.orders = [BatchOrder(len(data.train), config.batch_size, s) for s in seeds]
+        self.train_split, self.seeds, self.augment = data.train, list(seeds), augment
+
+    def step(self, iteration: int, lr: float) -> None:
+        split = self.train_split
+        idx = torch.stack([order.indices(iteration) for order in self.orders]).to(split.x.device)
+        x, y = split.x[idx], split.y[idx]  # [K, B, ...]
+        if self.augment:
+            x = torch.stack([augmented(x[r], seed, iteration) for r, seed in enumerate(self.seeds)])
+        logits = self.stack(x, shared=False)  # [K, B, classes]
+        # Each replica's mean loss, summed: the gradient of the sum is each replica's own gradient.
+        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+        self.update(losses.view(self.replicas, logits.shape[1]).mean(1).sum(), lr)
+
+    @torch.inference_mode()
+    def evaluate(self, split: Split, which: Sequence[int] | None = None) -> list[tuple[float, float]]:
+        """(mean loss, accuracy) per replica in `which`, as `evaluate` computes them for one model."""
+        which = range(self.replicas) if which is None else which
+        sub = self.stack if len(which) == self.replicas else _subset(self.stack, list(which))
+        # The chunks `evaluate` uses: the replicas' activations are K times larger, but so is the
+        # work per kernel launch.
+        x, y = split.x, split.y
+        batch = eval_batch_size(self.stack.base, x.device)
+        loss_sum = torch.zeros(sub.k, dtype=torch.float64, device=x.device)
+        correct = torch.zeros(sub.k, dtype=torch.int64, device=x.device)
+        for begin in range(0, len(x), batch):
+            logits = sub(x[begin : begin + batch], shared=True)  # [k, n, classes]
+            target = y[begin : begin + batch]
+            n = len(target)
+            losses = F.cross_entropy(logits.flatten(0, 1), target.repeat(sub.k), reduction="none")
+            loss_sum += losses.view(sub.k, n).sum(1).double()
+            correct += (logits.argmax(-1) == target).sum(1)
+        n = max(len(x), 1)
+        return list(zip((loss_sum / n).tolist(), (correct.double() / n).tolist(), strict=True))
+
+    def copy_weights(self) -> list[dict[str, torch.Tensor]]:
+        return [self.stack.state_dict(r) for r in range(self.replicas)]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Each replica's weights and optimiser state as `OneModel.snapshot` has them."""
+        full = self.update.optimizer.state_dict()
+        shapes = [p.shape for p in self.stack.params.values()]
+        replicas = []
+        for r in range(self.replicas):
+            state = {
+                i: {key: _slice(value, shapes[i], r) for key, value in per_param.items()}
+                for i, per_param in full["state"].items()
+            }
+            optimizer = {"state": state, "param_groups": full["param_groups"]}
+            replicas.append({"model": self.stack.state_dict(r), "optimizer": optimizer})
+        return {"replicas": replicas}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        states = state["replicas"]
+        device = next(iter(self.stack.params.values())).device
+        for r, replica in enumerate(states):
+            self.stack.load_state_dict(r, replica["model"])
+        first = states[0]["optimizer"]
+        stacked_state = {
+            i: {
+                key: torch.stack([s["optimizer"]["state"][i][key] for s in states]).to(device)
+                if torch.is_tensor(value) and value.dim() > 0
+                else value
+                for key, value in per_param.items()
+            }
+            for i, per_param in first["state"].items()
+        }
+        self.update.optimizer.load_state_dict({"state": stacked_state, "param_groups": first["param_groups"]})
+
+
 def train_replicas(
     models: Sequence[nn.Module],
     data: Splits,
@@ -150,113 +235,25 @@ def train_replicas(
     Each model is left trained in place, as `train` leaves it. `on_progress` counts iterations
     summed over replicas.
     """
-    k = len(models)
-    if len(seeds) != k or (masks is not None and len(masks) != k):
+    if len(seeds) != len(models) or (masks is not None and len(masks) != len(models)):
         raise ValueError("train_replicas needs one seed (and one mask, if any) per model")
     if not all(replicable(m) for m in models):
         raise LthError(
             "models with dropout or batch norm cannot be trained as replicas; train them one by one"
         )
-    device = data.train.x.device
-    per_epoch, total, every = budget(data, config, start)
-    if masks is not None:
-        for model, mask in zip(models, masks, strict=True):
-            mask.to(device).apply_(model)
-    stack = Replicas(models)
-    optimizer = make_optimizer(list(stack.params.values()), config)
-    stacked_masks = (
-        [(stack.params[name], torch.stack([m[name] for m in masks]).to(device)) for name in masks[0]]
-        if masks is not None
-        else []
+    group = ReplicaGroup(models, data, config, seeds=seeds, masks=masks, augment=augment)
+    results = run(
+        group,
+        data,
+        config,
+        seed=seeds[0],  # seeds only the global generator, which replicas never draw from (`replicable`)
+        start=start,
+        capture_at=capture_at,
+        checkpoint=checkpoint,
+        on_progress=on_progress,
     )
-    schedule = make_schedule(config, per_epoch)
-    orders = [BatchOrder(len(data.train), config.batch_size, s) for s in seeds]
-
-    histories: list[list[dict[str, float]]] = [[] for _ in range(k)]
-    captured = [stack.state_dict(r) for r in range(k)] if capture_at == start else [None] * k
-    iteration = start
-    saved = checkpoint.load() if checkpoint is not None else None
-    if saved is not None:
-        iteration, histories, captured = _restore(saved["replicas"], stack, optimizer)
-        if on_progress:
-            on_progress(k * (iteration - start))
-    else:
-        _evaluate_point(stack, data, iteration, histories, last=iteration == total, config=config)
-    last_save = time.monotonic()
-    while iteration < total:
-        stop = min(total, (iteration // every + 1) * every)
-        for it in range(iteration, stop):
-            idx = torch.stack([order.indices(it) for order in orders]).to(device)
-            x, y = data.train.x[idx], data.train.y[idx]  # [K, B, ...]
-            if augment:
-                x = torch.stack(
-                    [
-                        augment_batch(x[r], torch.Generator().manual_seed(derive_seed(s, "augment", it)))
-                        for r, s in enumerate(seeds)
-                    ]
-                )
-            _step(stack, optimizer, schedule(it), x, y, stacked_masks)
-            if capture_at == it + 1:
-                captured = [stack.state_dict(r) for r in range(k)]
-        done, iteration = stop - iteration, stop
-        _evaluate_point(stack, data, iteration, histories, last=iteration == total, config=config)
-        if on_progress:
-            on_progress(k * done)
-        if checkpoint and iteration < total and time.monotonic() - last_save >= checkpoint.interval_s:
-            checkpoint.save({"replicas": _snapshots(stack, optimizer, iteration, histories, captured)})
-            last_save = time.monotonic()
-
-    train_losses, train_accs = _evaluate(stack, data.train.x, data.train.y, range(k))
-    stack.write_back(models)
-    return [
-        TrainResult.from_history(histories[r], (train_losses[r], train_accs[r]), captured[r])
-        for r in range(k)
-    ]
-
-
-def _step(
-    stack: Replicas,
-    optimizer: torch.optim.Optimizer,
-    lr: float,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    masks: list[tuple[torch.Tensor, torch.Tensor]],
-) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    logits = stack(x, shared=False)  # [K, B, classes]
-    batch = logits.shape[1]
-    # Each replica's mean loss, summed: the gradient of the sum is each replica's own gradient.
-    losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
-    loss = losses.view(stack.k, batch).mean(1).sum()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    for param, m in masks:
-        param.grad.mul_(m)  # a pruned weight gets no gradient, so Adam/momentum state stays 0
-    optimizer.step()
-
-
-@torch.inference_mode()
-def _evaluate(
-    stack: Replicas, x: torch.Tensor, y: torch.Tensor, which: Sequence[int]
-) -> tuple[list[float], list[float]]:
-    """(mean loss, accuracy) per replica in `which`, on (x, y), as `evaluate` computes them."""
-    which = list(which)
-    sub = stack if len(which) == stack.k else _subset(stack, which)
-    # The chunks `evaluate` uses: the replicas' activations are K times larger, but so is the
-    # work per kernel launch.
-    batch = eval_batch_size(stack.base, x.device)
-    loss_sum = torch.zeros(len(which), dtype=torch.float64, device=x.device)
-    correct = torch.zeros(len(which), dtype=torch.int64, device=x.device)
-    for begin in range(0, len(x), batch):
-        logits = sub(x[begin : begin + batch], shared=True)  # [k, n, classes]
-        target = y[begin : begin + batch]
-        n = len(target)
-        losses = F.cross_entropy(logits.flatten(0, 1), target.repeat(len(which)), reduction="none")
-        loss_sum += losses.view(len(which), n).sum(1).double()
-        correct += (logits.argmax(-1) == target).sum(1)
-    n = max(len(x), 1)
-    return (loss_sum / n).tolist(), (correct.double() / n).tolist()
+    group.stack.write_back(models)
+    return results
 
 
 def _subset(stack: Replicas, which: list[int]) -> Replicas:
@@ -268,85 +265,9 @@ def _subset(stack: Replicas, which: list[int]) -> Replicas:
     return sub
 
 
-def _evaluate_point(
-    stack: Replicas,
-    data: Splits,
-    iteration: int,
-    histories: list[list[dict[str, float]]],
-    *,
-    last: bool,
-    config: TrainingConfig,
-) -> None:
-    """Append one history row per replica, with the test set where `train` would evaluate it."""
-    val_losses, val_accs = _evaluate(stack, data.val.x, data.val.y, range(stack.k))
-    need = [r for r, h in enumerate(histories) if needs_test(h, val_losses[r], last, config)]
-    test: dict[int, tuple[float, float]] = {}
-    if need:
-        test = dict(
-            zip(need, zip(*_evaluate(stack, data.test.x, data.test.y, need), strict=True), strict=True)
-        )
-    for r, history in enumerate(histories):
-        val = (val_losses[r], val_accs[r])
-        history.append(history_row(iteration, val, test.get(r, (math.nan, math.nan)), replica=r))
-
-
-# --- checkpoints: one state per replica, each in `train`'s format ----------------------------------
-
-
-def _snapshots(
-    stack: Replicas,
-    optimizer: torch.optim.Optimizer,
-    iteration: int,
-    histories: list[list[dict[str, float]]],
-    captured: list[dict[str, torch.Tensor] | None],
-) -> list[dict[str, Any]]:
-    full = optimizer.state_dict()
-    shapes = [p.shape for p in stack.params.values()]
-    out = []
-    for r in range(stack.k):
-        state = {
-            i: {key: _slice(value, shapes[i], r) for key, value in per_param.items()}
-            for i, per_param in full["state"].items()
-        }
-        out.append(
-            {
-                "iteration": iteration,
-                "model": stack.state_dict(r),
-                "optimizer": {"state": state, "param_groups": full["param_groups"]},
-                "history": histories[r],
-                "captured": captured[r],
-                "rng": torch.get_rng_state(),
-                "cuda_rng": None,  # replicas draw no random numbers from the global generators
-            }
-        )
-    return out
-
-
 def _slice(value: Any, stacked_shape: torch.Size, r: int) -> Any:
     """Replica r's part of one optimiser state entry: per-weight tensors are stacked like the
     weights; scalars such as Adam's step count are shared."""
     if torch.is_tensor(value) and value.shape == stacked_shape:
         return value[r].clone()
     return value.clone() if torch.is_tensor(value) else value
-
-
-def _restore(
-    states: list[dict[str, Any]], stack: Replicas, optimizer: torch.optim.Optimizer
-) -> tuple[int, list[list[dict[str, float]]], list[dict[str, torch.Tensor] | None]]:
-    if len(states) != stack.k:
-        raise LthError(f"a checkpoint of {len(states)} replicas cannot resume a group of {stack.k}")
-    device = next(iter(stack.params.values())).device
-    for r, state in enumerate(states):
-        stack.load_state_dict(r, state["model"])
-    first = states[0]["optimizer"]
-    stacked_state = {
-        i: {
-            key: torch.stack([s["optimizer"]["state"][i][key] for s in states]).to(device)
-            if torch.is_tensor(value) and value.dim() > 0
-            else value
-            for key, value in per_param.items()
-        }
-        for i, per_param in first["state"].items()
-    }
-    optimizer.load_state_dict({"state": stacked_state, "param_groups": first["param_groups"]})
-    return states[0]["iteration"], [s["history"] for s in states], [s["captured"] for s in states]
