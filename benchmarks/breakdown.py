@@ -2,9 +2,10 @@
 
 The step is `lth.training.loop.OneModel.step` with `engine.MaskedUpdate` taken apart (kept in
 step with them by hand: internals, not an API): the batch gather by indices from a seeded
-per-epoch permutation, the forward pass and cross-entropy, `zero_grad` and backward, `param.grad.mul_(mask)` per masked
-layer, and the fused Adam step. Each piece is timed inside one ordinary run of steps, so the
-caches are as warm or cold as they are in training. Evaluation is `lth`'s own `evaluate`.
+per-epoch permutation, the forward pass and cross-entropy, `zero_grad` and backward,
+`param.grad.mul_(mask)` per masked layer, and the fused Adam step. Each piece is timed inside
+one ordinary run of steps, so the caches are as warm or cold as they are in training.
+Evaluation is `lth`'s own `evaluate`.
 
 A level's time per step is the step's pieces plus evaluation amortised over the paper's
 schedule (validation and test every `eval_every` steps; one training-set evaluation at the
