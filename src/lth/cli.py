@@ -210,36 +210,34 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listing(rows: list[tuple[str, str]]) -> int:
+    """`lth presets`, `lth variants`, `lth criteria`: one line per name, descriptions aligned."""
+    width = max(len(name) for name, _ in rows)
+    for name, text in rows:
+        print(f"{name:<{width}}  {text}")
+    return 0
+
+
 def _presets(args: argparse.Namespace) -> int:
     from lth.config import load_preset, preset_names
 
-    rows = [(name, load_preset(name)) for name in preset_names()]
-    width = max(len(name) for name, _ in rows)
-    for name, config in rows:
-        print(f"{name:<{width}}  {config.description}  [{config.expected_runtime}]")
-    return 0
+    configs = [(name, load_preset(name)) for name in preset_names()]
+    return _listing([(name, f"{c.description}  [{c.expected_runtime}]") for name, c in configs])
 
 
 def _variants(args: argparse.Namespace) -> int:
     from lth.lottery import variants
 
-    rows = variants.table()
-    width = max(len(v.name) for v in rows)
-    for v in rows:
-        when = "  [trained when the strategy needs it]" if v.internal else ""
-        print(f"{v.name:<{width}}  {v.description}{when}")
-    return 0
+    internal = "  [trained when the strategy needs it]"
+    return _listing([(v.name, v.description + (internal if v.internal else "")) for v in variants.table()])
 
 
 def _criteria(args: argparse.Namespace) -> int:
     from lth.pruning import criteria
 
     rows = [criteria.get(name) for name in criteria.names()]
-    width = max(len(c.name) for c in rows)
-    for c in rows:
-        data = "needs training data" if c.needs_data else "weights only"
-        print(f"{c.name:<{width}}  {c.description}  [{data}]")
-    return 0
+    needs = {True: "needs training data", False: "weights only"}
+    return _listing([(c.name, f"{c.description}  [{needs[c.needs_data]}]") for c in rows])
 
 
 def _fetch(args: argparse.Namespace) -> int:
