@@ -38,7 +38,7 @@ from lth.seeds import derive_seed
 from lth.steps import Step
 from lth.store import LevelDir, RunStore
 from lth.training import HISTORY_COLUMNS, TrainResult, iterations_per_epoch, train
-from lth.training.loop import make_schedule
+from lth.training.loop import TrainingSteps, make_schedule
 from lth.training.replicas import replicable, train_replicas
 
 
@@ -129,7 +129,7 @@ def level_iterations(config: Config, data: Splits) -> LevelIterations:
     """`config`'s training and rewind steps in iterations on `data`; a rewind step that is not
     inside the training is refused."""
     per_epoch = iterations_per_epoch(data, config.training.batch_size)
-    total = Step.parse(config.training.steps).iterations(per_epoch)
+    total = TrainingSteps.of(config.training, per_epoch).total
     rewind = Step.parse(config.lottery.rewind_step).iterations(per_epoch)
     if rewind >= total:
         raise ConfigError(

@@ -95,23 +95,41 @@ def iterations_per_epoch(data: Splits, batch_size: int) -> int:
     return max(len(data.train) // batch_size, 1)
 
 
-def budget(data: Splits, config: TrainingConfig, start: int) -> tuple[int, int, int]:
-    """(iterations per epoch, total iterations, iterations between evaluations) of a run
-    starting at iteration `start`, which must not be past the end."""
-    per_epoch = iterations_per_epoch(data, config.batch_size)
-    total = Step.parse(config.steps).iterations(per_epoch)
-    if start > total:
-        raise LthError(f"cannot start training at iteration {start}: the budget is {total} iterations")
-    return per_epoch, total, Step.parse(config.eval_every).iterations(per_epoch)
+@dataclass(frozen=True)
+class TrainingSteps:
+    """A training config's step strings (`"50000it"`, `"2ep"`) in iterations on its data.
+
+    Resolved here and nowhere else, so the loop, its schedule and the runner count alike."""
+
+    per_epoch: int
+    total: int
+    every: int  # iterations between evaluations
+    warmup: int
+    milestones: tuple[int, ...]
+
+    @classmethod
+    def of(cls, config: TrainingConfig, per_epoch: int) -> TrainingSteps:
+        def its(step: str) -> int:
+            return Step.parse(step).iterations(per_epoch)
+
+        milestones = tuple(its(m) for m in config.lr_milestones)
+        return cls(per_epoch, its(config.steps), its(config.eval_every), its(config.warmup), milestones)
+
+
+def budget(data: Splits, config: TrainingConfig, start: int) -> TrainingSteps:
+    """The steps of a run on `data` starting at iteration `start`, which must not be past the end."""
+    steps = TrainingSteps.of(config, iterations_per_epoch(data, config.batch_size))
+    if start > steps.total:
+        raise LthError(f"cannot start training at iteration {start}: the budget is {steps.total} iterations")
+    return steps
 
 
 def make_schedule(config: TrainingConfig, per_epoch: int) -> LrSchedule:
-    return LrSchedule(
-        base_lr=config.lr,
-        warmup=Step.parse(config.warmup).iterations(per_epoch),
-        milestones=tuple(Step.parse(m).iterations(per_epoch) for m in config.lr_milestones),
-        gamma=config.lr_gamma,
-    )
+    return lr_schedule(config, TrainingSteps.of(config, per_epoch))
+
+
+def lr_schedule(config: TrainingConfig, steps: TrainingSteps) -> LrSchedule:
+    return LrSchedule(config.lr, warmup=steps.warmup, milestones=steps.milestones, gamma=config.lr_gamma)
 
 
 def run(
@@ -134,8 +152,9 @@ def run(
     from it computes exactly what an unbroken one would.
     """
     device = data.train.x.device
-    per_epoch, total, every = budget(data, config, start)
-    schedule = make_schedule(config, per_epoch)
+    steps = budget(data, config, start)
+    total, every = steps.total, steps.every
+    schedule = lr_schedule(config, steps)
     k = engine.replicas
     histories: list[list[dict[str, float]]] = [[] for _ in range(k)]
     captured = engine.copy_weights() if capture_at == start else [None] * k
