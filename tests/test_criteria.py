@@ -6,12 +6,16 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lth.config import Config, PruningConfig, with_overrides
 from lth.errors import ConfigError
+from lth.lottery import Experiment, Runtime
 from lth.models import build, initialize
 from lth.pruning import Mask, PruningPlan, ScoreContext, criteria, prune_global, prune_layerwise
 from lth.pruning.scopes import SCOPES
+from lth.store import RunStore
+from tests.helpers import tiny_config, tiny_splits
 
 RATES = {"layerwise": {"fc": 0.2, "output": 0.1}, "global": {"fc": 0.2, "output": 0.2}}
 
@@ -204,3 +208,40 @@ def test_the_hash_covers_the_criterion_only_when_it_is_not_magnitude():
     base = Config()
     assert with_overrides(base, ["pruning.criterion=magnitude"]).hash() == base.hash()
     assert with_overrides(base, ["pruning.criterion=random"]).hash() != base.hash()
+
+
+def test_a_criterion_that_needs_data_gets_the_network_and_seeded_batches_from_a_lottery_run(tmp_path):
+    """Registered once, a data-dependent criterion (here |w ⊙ ∂L/∂w|, SNIP's score) prunes every
+    level of a run: the runner hands it the network at the weights it scores and seeded batches."""
+    data, seen = tiny_splits(), []
+
+    @criteria.register("throwaway-saliency", "|w * dL/dw| on two batches", needs_data=True)
+    def saliency(ctx: ScoreContext) -> dict[str, torch.Tensor]:
+        x, y = ctx.batches(2)
+        seen.append((len(x), ctx.seed))
+        params = dict(ctx.model.named_parameters())
+        for name in ctx.mask:  # the network is at the weights being scored, masked
+            assert torch.equal(params[name].detach(), ctx.weights[name] * ctx.mask[name])
+        ctx.model.zero_grad()
+        F.cross_entropy(ctx.model(x), y).backward()
+        return {name: (params[name] * params[name].grad).abs().detach() for name in ctx.mask}
+
+    def masks(out):
+        config = tiny_config("pruning.criterion='throwaway-saliency'", "lottery.variants=['imp']")
+        store = RunStore(out, config)
+
+        def make_model():
+            return build("lenet300", data.input_shape, data.num_classes, hidden=(32, 16))
+
+        Experiment(config, data, make_model, store, Runtime(progress=False)).run()
+        return [store.level(0, "imp", level).load_mask() for level in (1, 2, 3)]
+
+    try:
+        first, again = masks(tmp_path / "a"), masks(tmp_path / "b")
+    finally:
+        criteria.unregister("throwaway-saliency")
+    assert [n for n, _ in seen] == [60] * 6  # two batches of 30, at each of 3 levels, in each run
+    assert len({s for _, s in seen}) == 3  # a seed per level, the same in both runs
+    for a, b in zip(first, again, strict=True):
+        assert all(torch.equal(a[name], b[name]) for name in a)  # seeded batches: the same masks
+    assert first[2].fraction_remaining() < first[0].fraction_remaining() < 1
