@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import inspect
 import types
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -32,18 +33,21 @@ def run(
     device: str = "auto",
     progress: bool = True,
     checkpoint_interval_s: float = 60.0,
+    trials: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) a lottery experiment; returns its summary, one row per (trial, variant, level).
 
     `config` is a `Config`, a preset name or a path to a TOML file. Results go to
     `out/<model>-<dataset>-<hash>/`; running the same config again does no finished work twice.
+    `trials` runs only those of the config's trials (all by default), e.g. one at a time so each
+    finished trial can be recorded on its own; the summary holds every stored trial.
     """
     config = _config(config, overrides)
     splits = datasets.load(
         config.data.dataset, data_dir, val_size=config.data.val_size, split_seed=config.data.split_seed
     )
     make_model = model_factory(config, splits)
-    return _run(config, splits, make_model, out, device, progress, checkpoint_interval_s)
+    return _run(config, splits, make_model, out, device, progress, checkpoint_interval_s, trials)
 
 
 def find_tickets(
@@ -205,12 +209,13 @@ def _run(
     device: str,
     progress: bool,
     checkpoint_interval_s: float,
+    trials: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     runtime = Runtime(
         device=resolve_device(device), progress=progress, checkpoint_interval_s=checkpoint_interval_s
     )
     experiment = open_experiment(config, splits, make_model, out, runtime)
-    rows = experiment.run()
+    rows = experiment.run(trials)
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     summary.attrs["run_dir"] = str(experiment.store.path)
     return summary

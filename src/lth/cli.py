@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
         help="PyTorch threads (default: PyTorch's, one per core); numbers do not depend on it",
     )
     run.add_argument(
+        "--trials",
+        type=_int_list,
+        default=None,
+        metavar="T1,T2,…",
+        help="run only these trials (0-based; default: all of lottery.trials), e.g. one at a time",
+    )
+    run.add_argument(
         "--checkpoint-every",
         type=float,
         default=60.0,
@@ -97,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--levels",
+        type=_int_list,
         default=None,
         metavar="L1,L2,…",
         help="levels for the accuracy-during-training figure (default: up to 5, dense to sparsest)",
@@ -172,6 +180,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _int_list(text: str) -> list[int]:
+    """An option's numbers separated by commas, e.g. `0,3,7`; argparse reports a bad one."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        message = f"expected numbers separated by commas, e.g. 0,3,7; got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
 def _data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="data root (default: $LTH_DATA_DIR or ~/.cache/lth/data)"
@@ -203,6 +220,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.quiet,
         checkpoint_interval_s=args.checkpoint_every,
+        trials=args.trials,
     )
     if not args.quiet:
         print(format_table(summary))
@@ -249,18 +267,9 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from lth.errors import ConfigError
     from lth.report import build_report
 
-    levels = None
-    if args.levels:
-        try:
-            levels = [int(part) for part in args.levels.split(",") if part.strip()]
-        except ValueError:
-            raise ConfigError(
-                f"--levels takes level numbers separated by commas, e.g. 0,3,7; got {args.levels!r}"
-            ) from None
-    report = build_report(args.run_dirs, args.out, curve_levels=levels)
+    report = build_report(args.run_dirs, args.out, curve_levels=args.levels)
     print(report.to_json() if args.format == "json" else report.text())
     return 0
 
