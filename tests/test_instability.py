@@ -1,0 +1,138 @@
+"""Instability analysis (docs/design.md, "Instability"): the error barrier between two copies of a
+network trained with different SGD noise, measured on tiny networks and data."""
+
+import pytest
+import torch
+from torch import nn
+
+from lth.analysis import instability
+from lth.analysis.instability import ErrorPath, PathSettings, error_path, measure, path_models, train_copy
+from lth.config import PruningConfig, TrainingConfig
+from lth.data import Split, Splits
+from lth.errors import ConfigError
+from lth.models import build, initialize
+from lth.pruning import Mask, PruningPlan
+from lth.training import evaluate
+from tests.helpers import tiny_splits
+
+DATA = tiny_splits()
+TRAINING = TrainingConfig(steps="40it", eval_every="20it", batch_size=30)
+
+
+def _make_model() -> nn.Module:
+    return build("lenet300", DATA.input_shape, DATA.num_classes, hidden=(32, 16))
+
+
+def _start() -> tuple[dict[str, torch.Tensor], Mask]:
+    """θ0 of a tiny LeNet and a mask keeping about 60% of its weights."""
+    model = initialize(_make_model(), seed=0)
+    plan = PruningPlan.for_model(model, PruningConfig())
+    mask = plan.prune(plan.dense_mask(model), dict(model.named_parameters()), rounds=2)
+    return model.state_dict(), mask
+
+
+def test_identical_noise_seeds_give_exactly_zero():
+    weights, mask = _start()
+    path = measure(_make_model, weights, mask, DATA, TRAINING, start=0, seeds=(3, 3))
+    assert path.instability == 0.0 and path.instability_train == 0.0
+    assert len(set(path.test_error)) == 1  # one network all along the path
+
+
+def test_different_seeds_give_the_barrier_of_the_path_and_its_ends_are_the_copies():
+    weights, mask = _start()
+    seeds = (3, instability.noise_seed(3, "imp", 1, 0))
+    copies = [train_copy(_make_model, weights, mask, DATA, TRAINING, start=0, seed=s) for s in seeds]
+    path = error_path(_make_model, *copies, mask, DATA)
+    assert len(path.alpha) == instability.POINTS == 30
+    assert path.alpha[0] == 0.0 and path.alpha[-1] == 1.0
+    assert path.alpha == pytest.approx([i / 29 for i in range(30)])
+    # The ends are the two trained copies, evaluated as themselves.
+    for end, weights_ in ((0, copies[0]), (-1, copies[1])):
+        model = _make_model()
+        model.load_state_dict(weights_)
+        assert path.test_error[end] == 1 - evaluate(model, DATA.test.x, DATA.test.y)[1]
+    assert copies[0]["hidden.0.weight"].ne(copies[1]["hidden.0.weight"]).any()  # the noise differs
+    # The barrier, by hand from the path: finite, at least half the ends' difference.
+    by_hand = max(path.test_error) - (path.test_error[0] + path.test_error[-1]) / 2
+    assert path.instability == by_hand
+    assert 0 <= abs(path.test_error[0] - path.test_error[-1]) / 2 <= path.instability < 1
+    assert path.instability_train == max(path.train_error) - (path.train_error[0] + path.train_error[-1]) / 2
+    assert ErrorPath.from_dict(path.to_dict()) == path
+
+
+def test_pruned_weights_stay_exactly_zero_along_the_path():
+    weights, mask = _start()
+    a, b = (train_copy(_make_model, weights, mask, DATA, TRAINING, start=0, seed=s) for s in (1, 2))
+    for _, model in path_models(_make_model, a, b, mask, instability.alphas(30)):
+        params = dict(model.named_parameters())
+        for name, m in mask.items():
+            assert torch.all(params[name][m == 0] == 0), name
+            assert torch.any(params[name][m == 1] != 0), name
+
+
+def _swapped_pair() -> tuple[Splits, dict, dict]:
+    """Two 2-2-2 ReLU networks that both classify e0 → 0 and e1 → 1: one the identity, the other
+    the same with its two hidden units swapped. At α = 1/2 every weight is 1/2, both logits tie,
+    argmax picks class 0 and e1 is wrong: the midpoint's error is 1/2, the ends' 0."""
+    x = torch.eye(2)
+    y = torch.tensor([0, 1])
+    split = Split(x, y)
+    data = Splits(name="swap", train=split, val=split, test=split, num_classes=2)
+    identity, swap = torch.eye(2), torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    a = {"0.weight": identity, "2.weight": identity}
+    b = {"0.weight": swap, "2.weight": swap}
+    return data, a, b
+
+
+def _two_layer() -> nn.Module:
+    return nn.Sequential(nn.Linear(2, 2, bias=False), nn.ReLU(), nn.Linear(2, 2, bias=False))
+
+
+def test_a_hand_built_pair_gives_the_known_barrier():
+    data, a, b = _swapped_pair()
+    mask = Mask({"0.weight": torch.ones(2, 2), "2.weight": torch.ones(2, 2)})
+    path = error_path(_two_layer, a, b, mask, data, PathSettings(points=3))
+    assert path.alpha == [0.0, 0.5, 1.0]
+    assert path.test_error == [0.0, 0.5, 0.0] and path.instability == 0.5
+    assert path.train_error == [0.0, 0.5, 0.0] and path.instability_train == 0.5
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"points": 1}, "at least 2 points"),
+        ({"train_examples": 0}, "at least 1 example"),
+        ({"batch_norm": "frozen"}, "one of interpolated, reestimated"),
+    ],
+)
+def test_bad_path_settings_are_one_line_errors(settings, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        PathSettings(**settings)
+    assert "\n" not in str(err.value)
+
+
+class _Normed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(64, 8)
+        self.norm = nn.BatchNorm1d(8)
+        self.out = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.norm(self.fc(self.flat(x)))))
+
+
+def test_batch_norm_statistics_are_interpolated_or_reestimated():
+    model = initialize(_Normed(), seed=0)
+    mask = Mask({"fc.weight": torch.ones(8, 64)})
+    a, b = (train_copy(_Normed, model.state_dict(), mask, DATA, TRAINING, start=0, seed=s) for s in (1, 2))
+    [(_, mid)] = list(path_models(_Normed, a, b, mask, [0.5]))
+    assert torch.allclose(mid.norm.running_mean, (a["norm.running_mean"] + b["norm.running_mean"]) / 2)
+    interpolated = error_path(_Normed, a, b, mask, DATA, PathSettings(points=3))
+    reestimated = error_path(_Normed, a, b, mask, DATA, PathSettings(points=3, batch_norm="reestimated"))
+    assert reestimated.to_dict() != interpolated.to_dict()
+    # Re-estimating at an end measures that copy's statistics afresh on training batches: the
+    # same again on the same batches.
+    again = error_path(_Normed, a, b, mask, DATA, PathSettings(points=3, batch_norm="reestimated"))
+    assert again == reestimated
