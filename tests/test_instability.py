@@ -1,19 +1,25 @@
 """Instability analysis (docs/design.md, "Instability"): the error barrier between two copies of a
 network trained with different SGD noise, measured on tiny networks and data."""
 
+import json
+
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
+from lth import layout
 from lth.analysis import instability
 from lth.analysis.instability import ErrorPath, PathSettings, error_path, measure, path_models, train_copy
-from lth.config import PruningConfig, TrainingConfig
+from lth.config import Config, PruningConfig, TrainingConfig
 from lth.data import Split, Splits
 from lth.errors import ConfigError
+from lth.lottery import Experiment, Runtime
 from lth.models import build, initialize
 from lth.pruning import Mask, PruningPlan
+from lth.store import FileCheckpoint, RunStore
 from lth.training import evaluate
-from tests.helpers import tiny_splits
+from tests.helpers import tiny_config, tiny_splits
 
 DATA = tiny_splits()
 TRAINING = TrainingConfig(steps="40it", eval_every="20it", batch_size=30)
@@ -136,3 +142,75 @@ def test_batch_norm_statistics_are_interpolated_or_reestimated():
     # same again on the same batches.
     again = error_path(_Normed, a, b, mask, DATA, PathSettings(points=3, batch_norm="reestimated"))
     assert again == reestimated
+
+
+# --- in a lottery run -----------------------------------------------------------------------------
+
+
+def _lottery(root, *overrides: str, trials: int = 1) -> tuple[Config, RunStore]:
+    config = tiny_config("lottery.levels=2", "training.steps='20it'", *overrides, trials=trials)
+    store = RunStore(root, config)
+    Experiment(config, DATA, _make_model, store, Runtime(progress=False, checkpoint_interval_s=0.0)).run()
+    return config, store
+
+
+def test_a_lottery_run_measures_the_ticket_and_its_controls_at_the_chosen_levels(tmp_path):
+    plain_config, plain = _lottery(tmp_path / "plain")
+    config, store = _lottery(tmp_path / "measured", "lottery.instability=[0, 2]")
+    assert config.hash() == plain_config.hash()  # it adds measurements, so it is not hashed
+    # ... and changes none of the run's results.
+    assert (store.path / layout.SUMMARY).read_text() == (plain.path / layout.SUMMARY).read_text()
+    table = pd.read_csv(store.path / layout.INSTABILITY_CSV)
+    assert list(table.columns) == [
+        "trial",
+        "variant",
+        "level",
+        "percent_remaining",
+        "rewind_iteration",
+        "instability",
+        "instability_train",
+        "endpoint_test_error",
+    ]
+    assert set(zip(table.variant, table.level, strict=True)) == {
+        (v, lv) for v in ("imp", "reinit", "random") for lv in (0, 2)
+    }
+    assert table.instability.between(0, 1).all() and table.endpoint_test_error.between(0, 1).all()
+    for variant in ("imp", "reinit", "random"):
+        level = store.level(0, variant, 2)
+        record = json.loads((level.path / layout.INSTABILITY).read_text())
+        assert record["seeds"][0] == config.lottery.seed  # the level's own training is the first copy
+        assert len(record["alpha"]) == 30 and record["settings"]["batch_norm"] == "interpolated"
+        final = _make_model()
+        final.load_state_dict(level.load_tensors("final"))
+        assert record["test_error"][0] == 1 - evaluate(final, DATA.test.x, DATA.test.y)[1]
+        assert (level.path / layout.tensors(layout.COPY)).exists()
+        assert not (level.path / layout.COPY_CHECKPOINT).exists()
+    assert not (store.level(0, "imp", 1).path / layout.INSTABILITY).exists()  # level 1 was not chosen
+    # Rerunning measures nothing again.
+    before = {p: p.stat().st_mtime_ns for p in store.path.rglob(layout.INSTABILITY)}
+    _lottery(tmp_path / "measured", "lottery.instability=[0, 2]")
+    assert {p: p.stat().st_mtime_ns for p in store.path.rglob(layout.INSTABILITY)} == before
+
+
+def test_a_measurement_interrupted_while_its_copy_trains_resumes_to_the_same_numbers(tmp_path, monkeypatch):
+    _, clean = _lottery(tmp_path / "clean", "lottery.instability=[1]", "lottery.levels=1")
+    saves = []
+    original = FileCheckpoint.save
+
+    def save_then_stop(self, state):
+        original(self, state)
+        if self.path.name == layout.COPY_CHECKPOINT:
+            saves.append(self.path)
+            if len(saves) == 2:  # part-way through the second measurement's copy
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(FileCheckpoint, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        _lottery(tmp_path / "killed", "lottery.instability=[1]", "lottery.levels=1")
+    assert saves[-1].exists() and not (saves[-1].parent / layout.INSTABILITY).exists()
+    monkeypatch.setattr(FileCheckpoint, "save", original)
+    _, resumed = _lottery(tmp_path / "killed", "lottery.instability=[1]", "lottery.levels=1")
+    assert (resumed.path / layout.INSTABILITY_CSV).read_text() == (
+        clean.path / layout.INSTABILITY_CSV
+    ).read_text()
+    assert not list(resumed.path.rglob("*checkpoint.pt"))

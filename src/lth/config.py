@@ -90,6 +90,13 @@ class LotteryConfig:
     # one vectorised model: 0 picks what pays on the device, 1 trains one model at a time.
     # Replicas equal separate runs up to float rounding, so this is not part of the run's hash.
     replicas: int = field(default=0, metadata=UNHASHED)
+    # Levels at which to measure the instability of the ticket and each control (docs/design.md,
+    # "Instability"): e.g. [0, 3, 7, 12]; [] measures none, and levels past `levels` are not
+    # reached. It adds measurements beside the results and changes none of them (its trainings
+    # keep to their own seeds and random state), so it is not part of the run's hash; nor is
+    # which batch norm statistics the interpolated networks use ("interpolated" or "reestimated").
+    instability: list[int] = field(default_factory=list, metadata=UNHASHED)
+    instability_bn: str = field(default="interpolated", metadata=UNHASHED)
 
 
 @dataclass
@@ -287,6 +294,11 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"lottery.replicas must be 0 (auto), 1 (off) or more, got {lot.replicas}")
     if lot.seed < 0:
         raise ConfigError(f"lottery.seed must be 0 or more, got {lot.seed}")
+    if any(level < 0 for level in lot.instability):
+        raise ConfigError(f"lottery.instability lists levels 0 or more, e.g. [0, 3, 7]; got {lot.instability}")
+    from lth.analysis.instability import BN_MODES  # it imports training, which imports this module
+
+    _choice("lottery.instability_bn", lot.instability_bn, BN_MODES)
     if d.val_size < 1:
         raise ConfigError(
             f"data.val_size must be 1 or more (early stopping needs a validation set), got {d.val_size}"

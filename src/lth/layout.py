@@ -12,6 +12,18 @@ Layout (one directory per config hash, named by `store.run_name`):
 `TICKET/level_00` is the dense network, shared by all variants; `path/level_LL` holds the
 continued-training path of strategy `continue`; `TICKET/level_00/rewind.safetensors` holds θk.
 
+Instability analysis (`lth/analysis/`; docs/design.md, "Instability") adds, where it is asked for:
+    instability.csv              beside summary.csv: one row per measured (trial, variant, level),
+                                 columns INSTABILITY_COLUMNS
+    trial_T/VARIANT/level_LL/    copy.safetensors (the second copy; the first is final.safetensors),
+                                 instability.json (the error path, written last: measured);
+                                 copy-checkpoint.pt while the copy trains
+    instability/rewind.csv       `lth instability`'s sweep over rewind iterations k, same columns
+    instability/trial_T/theta_K.safetensors    the dense network's weights at iteration k
+    instability/trial_T/level_LL/k_K/          a start point the lottery run did not train: its
+                                 copies (final and copy.safetensors, checkpoint.pt and
+                                 copy-checkpoint.pt while they train) and instability.json
+
 Read-only: `store.py` writes these files, the report (`report/load.py`) and `lth sweep --status`
 (`sweep/progress.py`) read them; none of them spells a path component itself, so the three
 cannot drift apart.
@@ -56,6 +68,25 @@ SUMMARY_COLUMNS = [
 # The measured columns, after the identifying ones (trial, seed, variant, level).
 SUMMARY_METRICS = tuple(SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("percent_remaining") :])
 
+# Instability analysis's files (see the module docstring).
+INSTABILITY = "instability.json"  # written last where a start point is measured: it is done
+INSTABILITY_CSV = "instability.csv"
+INSTABILITY_DIR = "instability"
+REWIND_CSV = "rewind.csv"
+COPY = "copy"  # tensors(COPY): the second copy's trained weights
+COPY_CHECKPOINT = "copy-checkpoint.pt"
+# instability.csv's and rewind.csv's columns, in order; errors and instability are fractions.
+INSTABILITY_COLUMNS = [
+    "trial",
+    "variant",
+    "level",
+    "percent_remaining",
+    "rewind_iteration",
+    "instability",
+    "instability_train",
+    "endpoint_test_error",
+]
+
 
 def tensors(name: str) -> str:
     """The file of a level's named tensors: "mask", "init", "final" or "rewind" (θk, level 0 only)."""
@@ -94,6 +125,22 @@ def replicas_dir(run: Path, level: int) -> Path:
 
 def failure_file(run: Path, trial: int) -> Path:
     return run / f"failed-trial_{trial}.json"
+
+
+def instability_dir(run: Path, trial: int) -> Path:
+    """Where `lth instability` keeps a trial's own start points and θk."""
+    return run / INSTABILITY_DIR / f"trial_{trial}"
+
+
+def theta_file(run: Path, trial: int, k: int) -> Path:
+    """The trial's dense weights at iteration k, from which the sweep's copies start."""
+    return instability_dir(run, trial) / tensors(f"theta_{k}")
+
+
+def rewind_point_dir(run: Path, trial: int, level: int, k: int) -> Path:
+    """A start point of the sweep (level's mask on θk, from iteration k) the lottery run did not
+    train, so measured in a folder of its own."""
+    return instability_dir(run, trial) / level_name(level) / f"k_{k}"
 
 
 def read_config(run: Path, *, fix: str = "restore it or re-run the config that made this run") -> Config:

@@ -175,6 +175,12 @@ def _unreadable(path: Path, err: Exception) -> StoreError:
     return damaged(path, str(err).splitlines()[0] if str(err) else type(err).__name__)
 
 
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] | list[str]) -> Path:
+    """A table of a run (instability.csv, rewind.csv) written atomically; missing cells empty."""
+    write_atomic(path, _csv_bytes(rows, columns))
+    return path
+
+
 def _csv_bytes(rows: list[dict[str, Any]], columns: tuple[str, ...] | list[str]) -> bytes:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")

@@ -27,6 +27,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lth import layout
+from lth.analysis import measure
+from lth.analysis.instability import PathSettings
 from lth.config import Config, TrainingConfig
 from lth.data import Split, Splits
 from lth.environment import engine, signature
@@ -167,9 +169,9 @@ class Experiment:
 
     # --- driving -------------------------------------------------------------------------------
 
-    def run(self, trials: Iterable[int] | None = None) -> list[dict[str, Any]]:
-        """Run (or finish) every trial, or only `trials`; returns the summary rows of every
-        stored trial, also written to summary.csv.
+    def run(self, trials: Iterable[int] | None = None, last_level: int | None = None) -> list[dict[str, Any]]:
+        """Run (or finish) every trial, or only `trials`, through level `last_level` (default:
+        every level); returns the summary rows of every stored trial, also written to summary.csv.
 
         Trials share nothing but summary.csv, so processes may run different trials of one
         config in one run directory at once (`lth sweep` does). Each rewrites summary.csv
@@ -182,8 +184,9 @@ class Experiment:
         if any(not 0 <= t < lot.trials for t in chosen):
             raise ConfigError(f"trials {chosen} are not all among the config's 0..{lot.trials - 1}")
         self._chosen, self._noticed = chosen, False
+        last = lot.levels if last_level is None else min(last_level, lot.levels)
         with tqdm(
-            total=self._planned_iterations(len(chosen)),
+            total=self._planned_iterations(len(chosen), last),
             disable=None if self.runtime.progress else True,
             unit="it",
             dynamic_ncols=True,
@@ -191,19 +194,21 @@ class Experiment:
         ) as self._bar:
             # Level by level across the chosen trials: a level's trainings (every trial's ticket
             # and controls) depend only on the level before, so they can train together.
-            for level in range(lot.levels + 1):
-                self._train_level([unit for trial in chosen for unit in self._units(trial, level)])
+            for level in range(last + 1):
+                units = [unit for trial in chosen for unit in self._units(trial, level)]
+                self._train_level(units)
+                self._measure_instability(units)
         self._bar = None
         return self.write_summary()
 
-    def _planned_iterations(self, trials: int) -> int:
-        lot = self.config.lottery
+    def _planned_iterations(self, trials: int, last: int) -> int:
         per_trial = self.total + sum(
             self.total - (self.rewind if v.from_rewind else 0)
-            for level in range(1, lot.levels + 1)
+            for level in range(1, last + 1)
             for v in variants.trained_at(self.config, level)
         )
-        return trials * per_trial
+        measured = sum(self.total - start for level in range(last + 1) for _, start in self._measured(level))
+        return trials * (per_trial + measured)
 
     # --- what a level trains ---------------------------------------------------------------------
 
@@ -467,6 +472,51 @@ class Experiment:
             }
         )
         self.write_summary()
+
+    # --- instability (docs/design.md, "Instability") ---------------------------------------------
+
+    def _measured(self, level: int) -> list[tuple[str, int]]:
+        """The (variant, start iteration) of each training whose instability `level` measures:
+        at the levels `lottery.instability` names, the dense network or the ticket and its
+        controls; never an internal training (the continued path)."""
+        if level not in self.config.lottery.instability:
+            return []
+        if level == 0:
+            return [(variants.TICKET, 0)]
+        trained = variants.trained_at(self.config, level)
+        return [(v.name, self.rewind if v.from_rewind else 0) for v in trained if not v.internal]
+
+    def _measure_instability(self, units: list[Unit]) -> None:
+        """Once a level's units are trained, measure the instability of those `_measured` names:
+        each is its own first copy, so one more training each (analysis/measure.py), resumable
+        like the units and changing none of their numbers."""
+        wanted = {variant for variant, _ in self._measured(units[0].level)} if units else set()
+        settings = PathSettings(batch_norm=self.config.lottery.instability_bn)
+        for unit in (u for u in units if u.variant in wanted):
+            folder = self._out(unit).path
+            if self._bar is not None:
+                if measure.stored(folder, settings) is None:
+                    self._bar.set_description(
+                        f"trial {unit.trial + 1}/{self.config.lottery.trials} {unit.variant:>6} "
+                        f"level {unit.level}/{self.config.lottery.levels} instability"
+                    )
+                else:
+                    self._bar.update(self.total - unit.start)
+            point = measure.start_point(
+                self.store, unit.trial, unit.seed, unit.variant, unit.level, unit.training, unit.start
+            )
+            measure.measure_in(
+                folder,
+                point,
+                make_model=self.make_model,
+                data=self.data,
+                augment=self.config.data.augment,
+                settings=settings,
+                iterations=self.total,
+                checkpoint_interval_s=self.runtime.checkpoint_interval_s,
+                on_progress=self._bar.update if self._bar is not None else None,
+            )
+            measure.write_instability(self.config, self.store)
 
     # --- summary ---------------------------------------------------------------------------------
 
