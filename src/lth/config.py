@@ -295,7 +295,9 @@ def _validate(config: Config) -> None:
     if lot.seed < 0:
         raise ConfigError(f"lottery.seed must be 0 or more, got {lot.seed}")
     if any(level < 0 for level in lot.instability):
-        raise ConfigError(f"lottery.instability lists levels 0 or more, e.g. [0, 3, 7]; got {lot.instability}")
+        raise ConfigError(
+            f"lottery.instability lists levels 0 or more, e.g. [0, 3, 7]; got {lot.instability}"
+        )
     from lth.analysis.instability import BN_MODES  # it imports training, which imports this module
 
     _choice("lottery.instability_bn", lot.instability_bn, BN_MODES)
