@@ -4,6 +4,7 @@
 >>> summary = lth.run("lenet-mnist-quick")          # same as `lth run lenet-mnist-quick`
 >>> config = lth.load_preset("lenet-mnist")          # a typed, validated Config
 >>> summary = lth.find_tickets(my_module, train=(x, y), test=(x_test, y_test))
+>>> lth.write_record("runs/lenet300-mnist-…", "docs/reproductions/lenet-mnist")  # `lth record`
 """
 
 # First: it sets MKL_CBWR before PyTorch makes its first matrix product (see environment.py).
@@ -13,6 +14,7 @@ from lth.api import find_tickets, run
 from lth.config import Config, load_preset, preset_names, with_overrides
 from lth.errors import ConfigError, DataError, LthError, StoreError
 from lth.pruning import Mask
+from lth.record import check_record, write_record
 
 __all__ = [
     "Config",
@@ -21,9 +23,11 @@ __all__ = [
     "LthError",
     "Mask",
     "StoreError",
+    "check_record",
     "find_tickets",
     "load_preset",
     "preset_names",
     "run",
     "with_overrides",
+    "write_record",
 ]

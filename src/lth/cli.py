@@ -111,6 +111,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(command=_report)
 
+    record = sub.add_parser(
+        "record",
+        help="copy a run's finished trials, without weights, into a record to commit; or check one",
+        description="Copy what a run's figures and findings need (config, summary, each level's "
+        "result.json and history.csv; no weights) into a record that `lth report` reads like a run, "
+        "with environment.json and a README on recomputing any one trial. Running it again adds "
+        "the trials finished since.",
+    )
+    record.add_argument("run_dir", type=Path, nargs="?", metavar="RUN_DIR", help="the run to record")
+    record.add_argument(
+        "--out", type=Path, default=None, help="the record's folder, e.g. docs/reproductions/NAME"
+    )
+    record.add_argument(
+        "--trials",
+        type=_int_list,
+        default=None,
+        metavar="T1,T2,…",
+        help="record only these finished trials (default: every finished trial)",
+    )
+    record.add_argument(
+        "--check",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="instead, check that records (or runs) agree with themselves and their configs",
+    )
+    record.set_defaults(command=_record)
+
     sweep = sub.add_parser(
         "sweep",
         help="run many configs × trials, locally or on a Ray cluster",
@@ -271,6 +300,36 @@ def _report(args: argparse.Namespace) -> int:
 
     report = build_report(args.run_dirs, args.out, curve_levels=args.levels)
     print(report.to_json() if args.format == "json" else report.text())
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    from lth.record import write_record
+
+    if args.check is not None:
+        return _check_records(args.check)
+    if args.run_dir is None or args.out is None:
+        raise LthError("lth record needs RUN_DIR and --out DIR (or --check DIR to check a record)")
+    record = write_record(args.run_dir, args.out, trials=args.trials)
+    added = ", ".join(map(str, record.added)) or "none new"
+    print(f"record {record.path}: trials {', '.join(map(str, record.trials))} (added: {added})")
+    if record.unfinished:
+        print(f"not finished yet, so not recorded: trials {', '.join(map(str, record.unfinished))}")
+    return 0
+
+
+def _check_records(folders: list[Path]) -> int:
+    """`lth record --check`: one line per consistent folder, every problem of the others."""
+    from lth.record import check_record
+
+    failed = 0
+    for folder in folders:
+        problems = check_record(folder)
+        failed += bool(problems)
+        print(f"{folder}: " + ("consistent" if not problems else f"{len(problems)} problems"))
+        print("".join(f"  {p}\n" for p in problems), end="")
+    if failed:
+        raise LthError(f"{failed} of {len(folders)} folders are inconsistent (listed above)")
     return 0
 
 

@@ -9,6 +9,10 @@ Layout (one directory per config hash, named by `store.run_name`):
     replicas/level_LL/ID.pt      while a group of a level's trainings is under way as replicas:
                                  its members and their states (see `lottery.replicas`)
     failed-trial_T.json          a sweep unit's last failure, until the unit runs again
+A *record* (`lth record`, `lth/record.py`) is the same layout without any tensor or checkpoint:
+config.toml, summary.csv and each level's history.csv and result.json for the trials it holds,
+plus record.json (which trials, from which run), environment.json (the engines and wall times
+gathered from the result.json files) and a generated README.md.
 `TICKET/level_00` is the dense network, shared by all variants; `path/level_LL` holds the
 continued-training path of strategy `continue`; `TICKET/level_00/rewind.safetensors` holds θk.
 
@@ -31,8 +35,10 @@ cannot drift apart.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from lth.config import Config, from_dict
 from lth.errors import LthError, StoreError
@@ -48,6 +54,10 @@ RESULT = "result.json"  # written last in a level directory: the level is done o
 HISTORY = "history.csv"
 CHECKPOINT = "checkpoint.pt"
 REPLICAS = "replicas"
+# A record's own files (see the module docstring): record.json marks a directory as a record.
+RECORD = "record.json"
+ENVIRONMENT = "environment.json"
+RECORD_README = "README.md"
 
 # summary.csv's columns, in order: the contract that reports and users read.
 SUMMARY_COLUMNS = [
@@ -157,3 +167,17 @@ def read_config(run: Path, *, fix: str = "restore it or re-run the config that m
     except (OSError, UnicodeDecodeError, ValueError, LthError) as err:  # TOMLDecodeError is a ValueError
         why = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise StoreError(f"run file {path} is damaged ({why}); {fix}") from None
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A record's record.json (which trials it holds, from which run), or None where `path` is a
+    run directory; a damaged file is a one-line `StoreError`."""
+    file = path / RECORD
+    if not file.exists():
+        return None
+    try:
+        return json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise StoreError(
+            f"record file {file} is damaged ({str(err).splitlines()[0]}); run the same `lth record` again"
+        ) from None

@@ -18,7 +18,7 @@ from lth.report import paper as published
 from lth.report.aggregate import sort_rows
 from lth.report.figures import FigureFile
 from lth.report.findings import Findings
-from lth.report.load import RunData, engine_lines
+from lth.report.load import RunData, engine_lines, record_line
 from lth.report.table import format_table
 
 
@@ -71,6 +71,7 @@ class Report:
                         "notes": r.run.notes,
                         "engines": r.run.engines,
                         "mixed_trials": r.run.mixed_trials,
+                        "record": r.run.record,
                     }
                     for r in self.runs
                 ],
@@ -88,6 +89,8 @@ class Report:
             lines = [f"== {r.run.label} ==" if len(self.runs) > 1 else f"== {r.run.path} =="]
             if len(self.runs) > 1:
                 lines.append(str(r.run.path))
+            if (record := record_line(r.run)) is not None:
+                lines.append(record)
             if r.missing:
                 lines.append(
                     f"partial run: {len(r.run.summary)} of {r.expected_rows} results stored; missing:"

@@ -5,6 +5,8 @@ lists the (trial, variant, level) triples the config asks for that summary.csv d
 Per-level files a figure needs (history.csv, result.json, masks) are read only for levels the
 summary lists as done; one that is missing or unreadable is skipped with a note, not an error.
 Nor does a run written before lth recorded Pm over all weights (see `fill_percent_remaining_all`).
+A record (`lth record`: the same layout without weights) reads the same way: nothing here needs a
+tensor file where result.json holds the number, and the report says which trials it holds.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -50,6 +53,7 @@ class RunData:
     # whose levels mix engines: their numbers are not those of one engine's unbroken run.
     engines: dict[str, int] = field(default_factory=dict)
     mixed_trials: dict[int, list[str]] = field(default_factory=dict)
+    record: dict[str, Any] | None = None  # record.json where this is a record, not a run directory
 
     @property
     def name(self) -> str:
@@ -126,10 +130,11 @@ class RunData:
         """Per imp level and prunable layer: weights remaining, layer size and percent remaining.
 
         Counts come from each level's result.json (`remaining_per_layer`), or its mask where an
-        older result lacks them; sizes from the mask. Averaged over trials (global pruning can
-        leave each trial's layers differently sparse; layer-wise pruning cannot).
+        older result lacks them; sizes from the dense level's counts, else from a mask (a record
+        has no masks). Averaged over trials (global pruning can leave each trial's layers
+        differently sparse; layer-wise pruning cannot).
         """
-        sizes: dict[str, int] | None = None
+        sizes = self._dense_sizes()
         rows = []
         imp = self.summary[self.summary.variant == TICKET]
         for trial, level in imp[["trial", "level"]].itertuples(index=False):
@@ -155,6 +160,14 @@ class RunData:
         pm = imp.groupby("level")["percent_remaining"].mean()
         table["level_percent_remaining"] = table["level"].map(pm)
         return table.sort_values(["level", "layer"], key=_layer_order(list(sizes))).reset_index(drop=True)
+
+    def _dense_sizes(self) -> dict[str, int] | None:
+        """Each pruned layer's size: its surviving weights at level 0, where every weight survives."""
+        for trial in sorted(self.summary.trial.unique()):
+            dense = (self._result(int(trial), TICKET, 0) or {}).get("remaining_per_layer")
+            if dense is not None:
+                return dense
+        return None
 
     def _result(self, trial: int, variant: str, level: int) -> dict | None:
         path = self.level_dir(trial, variant, level) / layout.RESULT
@@ -184,7 +197,7 @@ def read_run(run_dir: str | Path) -> RunData:
         ["variant", "level", "trial"],
         key=lambda c: c.map(order).fillna(len(order)) if c.name == "variant" else c,
     ).reset_index(drop=True)
-    run = RunData(path=path, config=config, summary=summary)
+    run = RunData(path=path, config=config, summary=summary, record=layout.read_record(path))
     fill_percent_remaining_all(run)
     read_engines(run)
     run.missing = find_missing(run)
@@ -240,6 +253,18 @@ def engine_lines(run: RunData) -> list[str]:
     return lines
 
 
+def record_line(run: RunData) -> str | None:
+    """What the report says of a record: that it is one, and which trials it holds."""
+    if run.record is None:
+        return None
+    trials = run.record.get("trials", [])
+    held = f"trial{'s' * (len(trials) != 1)} {', '.join(map(str, trials)) or 'none'}"
+    return (
+        f"Reading a record (no weights; `lth record`) of run {run.record.get('run', '?')}: it holds "
+        f"{held} of the config's {run.config.lottery.trials}"
+    )
+
+
 def find_missing(run: RunData) -> list[Missing]:
     """What the config's trials × variants × levels ask for and summary.csv lacks."""
     lot = run.config.lottery
@@ -266,7 +291,8 @@ def describe_missing(run: RunData) -> list[str]:
         by_trial.setdefault(item.trial, []).append(item)
     for trial, items in sorted(by_trial.items()):
         if len(items) == len(lot.variants) * (lot.levels + 1):
-            lines.append(f"trial {trial}: not started")
+            held = run.record is None or trial in run.record.get("trials", [])
+            lines.append(f"trial {trial}: {'not started' if held else 'not in this record'}")
             continue
         parts = []
         for variant in lot.variants:

@@ -20,7 +20,7 @@ from lth.lottery import variants
 from lth.report import paper as published
 from lth.report.contents import Report, RunReport
 from lth.report.figures import FigureFile
-from lth.report.load import RunData, engine_lines
+from lth.report.load import RunData, engine_lines, record_line
 from lth.store import write_atomic
 
 VERDICT_MARKS = {
@@ -114,10 +114,12 @@ def outline(report: Report) -> Outline:
         )
     )
     for r in runs:
+        if (record := record_line(r.run)) is not None:
+            page.add(Para(f"{r.run.label}: {record}." if several else f"{record}."))
         if r.missing:
             page.add(
                 Para(
-                    f"{_who(r, several)}is incomplete (still running, or interrupted): the figures and "
+                    f"{_who(r, several)}is incomplete ({_why_incomplete(r)}): the figures and "
                     f"tables show the {len(r.run.summary)} of {r.expected_rows} results stored so far. "
                     "Missing:",
                     warn=True,
@@ -178,6 +180,10 @@ def outline(report: Report) -> Outline:
 
 def _who(r: RunReport, several: bool) -> str:
     return f"Run {r.run.label} " if several else "This run "
+
+
+def _why_incomplete(r: RunReport) -> str:
+    return "trials are added as they finish" if r.run.record is not None else "still running, or interrupted"
 
 
 def _status(r: RunReport) -> str:
