@@ -103,7 +103,7 @@ def test_a_record_holds_results_and_histories_of_finished_trials_and_no_weights(
 def test_environment_gathers_each_trainings_engine_and_wall_time(half, tmp_path):
     write_record(half, tmp_path / "record")
     env = json.loads((tmp_path / "record" / layout.ENVIRONMENT).read_text())
-    results = [json.loads((half / name).read_text()) for name in map(str, layout.stored_results(half, 0))]
+    results = [json.loads(path.read_text()) for path in layout.stored_results(half, 0)]
     (engine,) = env["engines"]
     assert engine["trainings"] == len(results) == len(env["trainings"]) == 10
     assert {k: engine[k] for k in results[0]["engine"]} == results[0]["engine"]
@@ -132,10 +132,9 @@ def test_environment_says_when_a_trials_trainings_mixed_engines(half, tmp_path):
 def test_the_readme_gives_the_command_that_recomputes_each_trial_alone(tiny_record):
     text = (tiny_record / layout.RECORD_README).read_text()
     assert "trials 0, 1 of the config's 2" in text
-    assert (
-        "| 1 | 1 | `lth run config.toml --trials 1` | `lth run config.toml --set lottery.seed=1 --trials 0` |"
-        in text
-    )
+    config = f"{tiny_record.as_posix()}/{layout.CONFIG}"
+    row = f"| 1 | 1 | `lth run {config} --trials 1` | `lth run {config} --set lottery.seed=1 --trials 0` |"
+    assert row in text
 
 
 def test_trial_t_is_trial_0_of_the_config_with_seed_plus_t(full, tmp_path):

@@ -231,10 +231,10 @@ def environment(path: Path, config: Config, trials: list[int]) -> dict[str, Any]
 
 def readme(out: Path, config: Config, trials: list[int], wall_time_s: float) -> str:
     """The record's README.md: what it holds and how to report, check and recompute it."""
-    lot, seed = config.lottery, config.lottery.seed
+    lot, seed, where = config.lottery, config.lottery.seed, out.as_posix()
     rows = "\n".join(
-        f"| {t} | {seed + t} | `lth run config.toml --trials {t}` | "
-        f"`lth run config.toml --set lottery.seed={seed + t} --trials 0` |"
+        f"| {t} | {seed + t} | `lth run {where}/{layout.CONFIG} --trials {t}` | "
+        f"`lth run {where}/{layout.CONFIG} --set lottery.seed={seed + t} --trials 0` |"
         for t in trials
     )
     held = f"trial{'s' * (len(trials) != 1)} {', '.join(map(str, trials))}"
@@ -247,17 +247,18 @@ variants {", ".join(lot.variants)}, strategy `{lot.strategy}`, schedule `{lot.sc
 `result.json` (its numbers, the surviving weights per layer, the engine and wall time) and
 `history.csv` (accuracy during training), in the run directory's layout; `summary.csv` lists
 every (trial, variant, level); `environment.json` gathers the engines and wall times;
-`record.json` names the trials held.
+`record.json` names the trials held. From the folder `lth record` ran in (the repository's root
+for docs/reproductions/):
 
-    lth report {out.as_posix()}           # figures, findings and the paper check, as for a run
-    lth record --check {out.as_posix()}   # the files agree with each other and with the config
+    lth report {where}           # figures, findings and the paper check, as for a run
+    lth record --check {where}   # the files agree with each other and with the config
 
 ## Recompute one trial
 
 Trials are independent: trial t trains with seed `lottery.seed + t` = {seed} + t and reads
-nothing of the other trials. So trial t alone is either command below, run in this folder
-(results go to `./runs`); the second computes it as trial 0 of the same config with seed
-{seed} + t, whose rows then say trial 0.
+nothing of the other trials. So trial t alone is either command below (results go to `./runs`);
+the second computes it as trial 0 of the same config with seed {seed} + t, whose rows then say
+trial 0.
 
 | trial | seed | alone | as trial 0 |
 |---|---|---|---|
