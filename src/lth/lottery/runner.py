@@ -41,6 +41,7 @@ from lth.steps import Step
 from lth.store import LevelDir, RunStore
 from lth.training import HISTORY_COLUMNS, TrainResult, iterations_per_epoch, train
 from lth.training.loop import TrainingSteps, make_schedule
+from lth.training.engines import engine_name
 from lth.training.replicas import replicable, train_replicas
 
 
@@ -51,6 +52,7 @@ class Runtime:
     device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
     progress: bool = True
     checkpoint_interval_s: float = 60.0  # how often a level under way saves its progress
+    engine: str = "auto"  # which engine trains one model (training/engines.py); same numbers
 
 
 # Replicas per vectorised group on a GPU when `lottery.replicas` is 0 (auto). On a CPU auto
@@ -88,6 +90,7 @@ class Outcome:
     result: TrainResult
     wall_time_s: float
     replicas: int
+    trainer: str = "replicas"  # the engine's name (training/engines.py), or replicas
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:
@@ -165,6 +168,7 @@ class Experiment:
         model = make_model()
         self.plan = PruningPlan.for_model(model, config.pruning)
         self.replicas = self._replicas(model)
+        self._trainer = engine_name(self.runtime.engine, model)  # a clear error before any training
         self._bar: tqdm | None = None
 
     # --- driving -------------------------------------------------------------------------------
@@ -405,8 +409,9 @@ class Experiment:
             capture_at=unit.capture_at,
             checkpoint=out.checkpoint(self.runtime.checkpoint_interval_s),
             on_progress=self._bar.update if self._bar is not None else None,
+            engine=self._trainer,
         )
-        outcome = Outcome(model.state_dict(), result, time.perf_counter() - began, 1)
+        outcome = Outcome(model.state_dict(), result, time.perf_counter() - began, 1, self._trainer)
         self._finish(unit, out, outcome)
 
     def _train_group(self, group: list[Unit]) -> None:
@@ -468,7 +473,7 @@ class Experiment:
                 "remaining_per_layer": unit.mask.remaining(),
                 "wall_time_s": outcome.wall_time_s,
                 "replicas": outcome.replicas,
-                "engine": engine(self.runtime.device, self.replicas),
+                "engine": engine(self.runtime.device, self.replicas) | {"trainer": outcome.trainer},
             }
         )
         self.write_summary()

@@ -2,9 +2,9 @@
 
 `loop.run` owns the cadence of every training (the budget, the evaluation points and the test-set
 rule, θk capture, checkpoints, progress, the divergence error, the random state for dropout) and
-asks an engine only for the work. One model (`loop.OneModel`) and K replicas as one vectorised
-model (`replicas.ReplicaGroup`) are two engines; another (fused, compiled) is one more class, with
-no change to the loop.
+asks an engine only for the work. One model (`autograd.OneModel`, or `fused.FusedMLP` where it
+applies: `engines.py` chooses) and K replicas as one vectorised model (`replicas.ReplicaGroup`)
+are the engines; another (compiled, CUDA graphs) is one more class, with no change to the loop.
 
 The pieces every engine builds its step from are here too: the same optimiser, data order,
 augmentation seeds and masked update, so that engines differ only in how they compute, and a
@@ -48,6 +48,14 @@ class Engine(Protocol):
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a `snapshot` of an engine built the same way."""
+        ...
+
+
+class OneModelEngine(Engine, Protocol):
+    """An engine of one model, which may train a copy of its weights (in flat buffers, say)."""
+
+    def write_back(self) -> None:
+        """Leave the trained weights in the model, as `train` promises."""
         ...
 
 

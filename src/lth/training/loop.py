@@ -3,32 +3,32 @@
 `run` owns the cadence of every training: the budget, the evaluation points (the first, every
 `eval_every` iterations and the last) and which of them also evaluate the test set, the capture
 of θk, periodic checkpoints, progress, the divergence error and the random state for dropout. An
-`Engine` (engine.py) does the work it asks for: `OneModel` here, for `train`, or K replicas at once
-(`replicas.train_replicas`). It knows nothing of levels or variants: it trains what it is given,
-keeping the pruned weights of each mask at exactly zero, and records the early-stopping point
-(the iteration of minimum validation loss and the test accuracy there, the paper's protocol).
+`Engine` (engine.py) does the work it asks for: one model (`engines.one_model` picks which, for
+`train`), or K replicas at once (`replicas.train_replicas`). It knows nothing of levels or
+variants: it trains what it is given, keeping the pruned weights of each mask at exactly zero,
+and records the early-stopping point (the iteration of minimum validation loss and the test
+accuracy there, the paper's protocol).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lth.config import TrainingConfig
-from lth.data import Split, Splits
+from lth.data import Splits
 from lth.errors import LthError
 from lth.pruning import Mask
 from lth.seeds import derive_seed
 from lth.steps import Step
-from lth.training.engine import BatchOrder, Engine, MaskedUpdate, augmented
-from lth.training.evaluate import evaluate
+from lth.training.engine import Engine
+from lth.training.engines import one_model
 from lth.training.schedule import LrSchedule
 
 HISTORY_COLUMNS = ("iteration", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
@@ -286,6 +286,7 @@ def train(
     capture_at: int | None = None,
     checkpoint: Checkpoint | None = None,
     on_progress: Callable[[int], None] | None = None,
+    engine: str = "auto",
 ) -> TrainResult:
     """Train `model` in place from iteration `start` to the end of `config.steps`.
 
@@ -293,10 +294,12 @@ def train(
     zeroed first and their gradients are zeroed every step, so neither the weights nor the
     optimiser's state (moments, momentum) ever move away from zero. `capture_at` asks for a copy
     of the weights at that iteration (θk for rewinding). `checkpoint` makes the run resumable.
+    `engine` names the engine that computes it (`engines.ONE_MODEL`), or "auto" for the fastest
+    that applies; they give the same numbers.
     """
-    engine = OneModel(model, data, config, seed=seed, mask=mask, augment=augment)
-    return run(
-        engine,
+    trainer = one_model(engine, model, data, config, seed=seed, mask=mask, augment=augment)
+    result = run(
+        trainer,
         data,
         config,
         seed=seed,
@@ -305,50 +308,5 @@ def train(
         checkpoint=checkpoint,
         on_progress=on_progress,
     )[0]
-
-
-class OneModel:
-    """The engine of one model, trained in place: its own forward and backward each step."""
-
-    replicas = 1
-
-    def __init__(
-        self,
-        model: nn.Module,
-        data: Splits,
-        config: TrainingConfig,
-        *,
-        seed: int,
-        mask: Mask | None,
-        augment: bool,
-    ):
-        params = dict(model.named_parameters())
-        if mask is not None:
-            mask = mask.to(data.train.x.device)
-            mask.apply_(model)
-        masked = [(params[name], m) for name, m in (mask or {}).items()]
-        self.update = MaskedUpdate(list(model.parameters()), masked, config)
-        self.order = BatchOrder(len(data.train), config.batch_size, seed)
-        self.model, self.train_split, self.seed, self.augment = model, data.train, seed, augment
-        model.train()  # `evaluate` puts back the mode it finds
-
-    def step(self, iteration: int, lr: float) -> None:
-        idx = self.order.indices(iteration).to(self.train_split.x.device)
-        x, y = self.train_split.x[idx], self.train_split.y[idx]
-        if self.augment:
-            x = augmented(x, self.seed, iteration)
-        self.update(F.cross_entropy(self.model(x), y), lr)
-
-    def evaluate(self, split: Split, which: Sequence[int] | None = None) -> list[tuple[float, float]]:
-        """The one model's (loss, accuracy): `which` can only be all of one."""
-        return [evaluate(self.model, split.x, split.y)]
-
-    def copy_weights(self) -> list[dict[str, torch.Tensor]]:
-        return [{k: v.detach().clone() for k, v in self.model.state_dict().items()}]
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.update.optimizer.state_dict()}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.update.optimizer.load_state_dict(state["optimizer"])
+    trainer.write_back()  # an engine that trains a copy of the weights leaves them in `model`
+    return result

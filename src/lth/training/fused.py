@@ -1,0 +1,355 @@
+"""The fused engine: a fully connected ReLU network's step written out by hand over flat buffers.
+
+Autograd, the optimiser's per-parameter loop and the mask's per-layer multiplies cost more than
+the arithmetic of a small network's step: for LeNet-300-100 at batch 60 on 2 CPU cores the
+eight matrix products of a step are about a quarter of `OneModel`'s step (benchmarks/RESULTS.md).
+`FusedMLP` keeps every parameter in one flat buffer, with the gradient, the mask and the
+optimiser state alike, so a step is the eight products, the element-wise passes a ReLU network
+needs, one mask multiply and one fused optimiser call. It applies to networks that
+`mlp_layers` recognises: flatten, then Linear layers with a ReLU between each (LeNet-300-100,
+or a user's own such stack); `OneModel` trains everything else.
+
+Survivors only: at high sparsity most of the flat buffer is pruned weights, which never change.
+With `survivors=True` the optimiser works on a compacted copy of the live entries (weights the
+mask keeps, and every bias): one gather of their gradients, one fused step over them, one
+scatter back. Pruned weights are never written, so they stay exactly zero, and the optimiser has
+no state for them (its snapshot shows zeros there, as `OneModel`'s has).
+
+The arithmetic is that of `OneModel` (same products, same Adam or SGD) up to float rounding:
+products may sum in another order. Checkpoints are `OneModel`'s own format (the model's
+state_dict and a per-parameter optimiser state), so a run stopped under one engine resumes
+under the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from lth.config import TrainingConfig
+from lth.data import Split, Splits
+from lth.pruning import Mask
+from lth.training.engine import BatchOrder, augmented, make_optimizer
+from lth.training.evaluate import eval_batch_size
+
+
+def mlp_layers(model: nn.Module) -> list[nn.Linear] | None:
+    """`model`'s Linear layers in order if its forward is exactly flatten → (Linear → ReLU)* →
+    Linear, with nothing else (no dropout, no normalisation, no other op); else None.
+
+    Read from the traced graph rather than the module's type, so a user's own MLP qualifies and
+    a subclass that changes `forward` does not.
+    """
+    try:
+        graph = fx.symbolic_trace(model).graph
+    except Exception:  # any module fx cannot trace is simply not one we recognise
+        return None
+    modules = dict(model.named_modules())
+    layers: list[nn.Linear] = []
+    expect_linear = True  # after the input (or its flatten) and after each ReLU
+    for node in graph.nodes:
+        if node.op in ("placeholder", "output"):
+            continue
+        if _is_flatten(node, modules) and not layers:
+            continue
+        if node.op == "call_module" and isinstance(modules.get(node.target), nn.Linear) and expect_linear:
+            layers.append(modules[node.target])
+            expect_linear = False
+        elif _is_relu(node, modules) and not expect_linear:
+            expect_linear = True
+        else:
+            return None
+    if not layers or expect_linear:
+        return None
+    return layers
+
+
+def _is_flatten(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Flattening all but the batch dimension, written any of the usual ways."""
+    if node.op == "call_module":
+        module = modules.get(node.target)
+        return type(module) is nn.Flatten and (module.start_dim, module.end_dim) == (1, -1)
+    if node.op == "call_method" and node.target == "flatten":
+        return tuple(node.args[1:]) == (1,)
+    return node.op == "call_function" and node.target is torch.flatten and tuple(node.args[1:]) == (1,)
+
+
+def _is_relu(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return type(modules.get(node.target)) is nn.ReLU
+    if node.op == "call_function":
+        return node.target in (torch.relu, F.relu) and not node.kwargs.get("inplace", False)
+    return node.op == "call_method" and node.target == "relu"
+
+
+class FusedMLP:
+    """The engine of one fully connected ReLU network, in flat buffers (see the module doc)."""
+
+    replicas = 1
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Splits,
+        config: TrainingConfig,
+        *,
+        seed: int,
+        mask: Mask | None,
+        augment: bool,
+        survivors: bool = False,
+    ):
+        layers = mlp_layers(model)
+        if layers is None:
+            raise ValueError("FusedMLP trains only flatten → (Linear → ReLU)* → Linear networks")
+        device = data.train.x.device
+        self.model = model
+        self.params = dict(model.named_parameters())
+        self.names = list(self.params)
+        # One buffer each for the values, gradients and mask; every parameter is a view of a slice.
+        self.slices = _slices({name: p.numel() for name, p in self.params.items()})
+        self.flat = torch.cat([p.detach().reshape(-1) for p in self.params.values()]).to(device)
+        self.grad = torch.zeros_like(self.flat)
+        keep = torch.ones_like(self.flat)
+        for name, m in (mask or {}).items():
+            keep[self.slices[name]] = m.reshape(-1).to(device)
+        self.flat.mul_(keep)
+        self.keep = keep if mask else None
+        self.value, self.gradient = self._views(self.flat), self._views(self.grad)
+        # Weight gradients are written as autograd computes them, xᵀg in [in, out]: see `step`.
+        self.gradient_t = {name: view.t() for name, view in self.gradient.items() if view.dim() == 2}
+        by_param = {id(p): name for name, p in self.params.items()}
+        self.weight_names = [by_param[id(layer.weight)] for layer in layers]
+        self.bias_names = [by_param[id(layer.bias)] if layer.bias is not None else None for layer in layers]
+
+        # Survivors only: the optimiser steps a compact copy of the live entries.
+        self.live = keep.nonzero().squeeze(1) if survivors and mask else None
+        if self.live is None:
+            stepped, stepped_grad = self.value, self.gradient
+        else:
+            self.compact, self.compact_grad = self.flat[self.live], torch.empty(len(self.live), device=device)
+            self.live_slices = _slices({name: int(keep[s].sum()) for name, s in self.slices.items()})
+            stepped = {n: self.compact[s] for n, s in self.live_slices.items()}
+            stepped_grad = {n: self.compact_grad[s] for n, s in self.live_slices.items()}
+        self.optimizer = FusedOptimizer(list(stepped.values()), list(stepped_grad.values()), config)
+
+        self.order = BatchOrder(len(data.train), config.batch_size, seed)
+        self.train_split, self.seed, self.augment = data.train, seed, augment
+        batch = min(config.batch_size, len(data.train))
+        self.x = torch.empty((batch, *data.train.x.shape[1:]), dtype=data.train.x.dtype, device=device)
+        self.y = torch.empty(batch, dtype=data.train.y.dtype, device=device)
+        self.eval_batch = eval_batch_size(model, device)
+
+    def _views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: flat[s].view(self.params[name].shape) for name, s in self.slices.items()}
+
+    # --- the step ----------------------------------------------------------------------------
+
+    def _forward(self, x: torch.Tensor, keep: list[torch.Tensor] | None) -> torch.Tensor:
+        """Logits of `x`; with `keep`, each layer's input is appended to it (for the backward)."""
+        h = x.flatten(1)
+        last = len(self.weight_names) - 1
+        for i, (w, b) in enumerate(zip(self.weight_names, self.bias_names, strict=True)):
+            if keep is not None:
+                keep.append(h)
+            weight = self.value[w]
+            h = torch.addmm(self.value[b], h, weight.t()) if b is not None else h @ weight.t()
+            if i < last:
+                h = h.relu_()
+        return h
+
+    def step(self, iteration: int, lr: float) -> None:
+        """Autograd's own step, written out: each product and gradient formula is the one
+        autograd's backward uses, so this engine and `OneModel` agree to the last bit."""
+        split = self.train_split
+        idx = self.order.indices(iteration).to(split.x.device)
+        torch.index_select(split.x, 0, idx, out=self.x)
+        torch.index_select(split.y, 0, idx, out=self.y)
+        x = augmented(self.x, self.seed, iteration) if self.augment else self.x
+        inputs: list[torch.Tensor] = []
+        logits = self._forward(x, inputs)
+        g = _cross_entropy_grad(logits, self.y)
+        for i in reversed(range(len(self.weight_names))):
+            h = inputs[i]
+            torch.mm(h.t(), g, out=self.gradient_t[self.weight_names[i]])
+            if self.bias_names[i] is not None:
+                torch.sum(g, 0, out=self.gradient[self.bias_names[i]])
+            if i:  # through the product, then the ReLU whose output was `h`
+                g = torch.ops.aten.threshold_backward(g @ self.value[self.weight_names[i]], h, 0)
+        if self.live is None:
+            if self.keep is not None:
+                self.grad.mul_(self.keep)
+            self.optimizer.step(lr)
+        else:
+            torch.index_select(self.grad, 0, self.live, out=self.compact_grad)
+            self.optimizer.step(lr)
+            self.flat.index_copy_(0, self.live, self.compact)
+
+    # --- the rest of the engine --------------------------------------------------------------
+
+    @torch.inference_mode()
+    def evaluate(self, split: Split, which: Sequence[int] | None = None) -> list[tuple[float, float]]:
+        x, y = split.x, split.y
+        loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+        correct = torch.zeros((), dtype=torch.int64, device=x.device)
+        for begin in range(0, len(x), self.eval_batch):
+            logits = self._forward(x[begin : begin + self.eval_batch], None)
+            target = y[begin : begin + self.eval_batch]
+            loss_sum += F.cross_entropy(logits, target, reduction="sum").double()
+            correct += (logits.argmax(1) == target).sum()
+        n = max(len(x), 1)
+        return [(loss_sum.item() / n, correct.item() / n)]
+
+    def write_back(self) -> None:
+        """Copy the trained weights into the model, as `train` leaves a model trained."""
+        with torch.no_grad():
+            for name, param in self.params.items():
+                param.copy_(self.value[name])
+
+    def copy_weights(self) -> list[dict[str, torch.Tensor]]:
+        self.write_back()
+        return [{k: v.detach().clone() for k, v in self.model.state_dict().items()}]
+
+    def snapshot(self) -> dict[str, Any]:
+        """`OneModel.snapshot`'s format: the model's state_dict and the optimiser's per-parameter
+        state, zero at pruned weights (survivors only keep no state for them)."""
+        self.write_back()
+        optimizer = self.optimizer.state_dict()
+        if self.live is not None:
+            optimizer["state"] = {
+                i: {key: self._expand(value, name) for key, value in optimizer["state"][i].items()}
+                for i, name in enumerate(self.names)
+                if i in optimizer["state"]
+            }
+        return {"model": self.model.state_dict(), "optimizer": optimizer}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        with torch.no_grad():
+            for name, param in self.params.items():
+                self.value[name].copy_(param)
+        optimizer = state["optimizer"]
+        if self.live is not None:
+            self.compact.copy_(self.flat[self.live])
+            optimizer = {
+                "param_groups": optimizer["param_groups"],
+                "state": {
+                    i: {key: self._compact(value, name) for key, value in optimizer["state"][i].items()}
+                    for i, name in enumerate(self.names)
+                    if i in optimizer["state"]
+                },
+            }
+        self.optimizer.load_state_dict(optimizer)
+
+    def _expand(self, value: Any, name: str) -> Any:
+        """A survivors-only optimiser state entry of parameter `name`, at the parameter's shape."""
+        live = self.live[self.live_slices[name]]
+        return self._through_flat(value, live, self.slices[name], self.params[name].shape)
+
+    def _compact(self, value: Any, name: str) -> Any:
+        """The reverse of `_expand`: the entry at parameter `name`'s live positions."""
+        live = self.live[self.live_slices[name]]
+        return self._through_flat(value, self.slices[name], live, live.shape)
+
+    def _through_flat(
+        self, value: Any, write: slice | torch.Tensor, read: slice | torch.Tensor, shape: torch.Size
+    ) -> Any:
+        """`value` written at positions `write` of a zero flat buffer, read back at `read`; a scalar
+        entry (Adam's step count) is returned as it is."""
+        if not (torch.is_tensor(value) and value.dim()):
+            return value
+        full = torch.zeros(self.flat.numel(), dtype=value.dtype, device=self.flat.device)
+        full[write] = value.reshape(-1).to(self.flat.device)
+        return full[read].reshape(shape).clone()
+
+
+class FusedOptimizer:
+    """Adam or SGD (`make_optimizer`'s, with its settings) over given tensors and gradients, by
+    one direct call of PyTorch's fused kernel per step.
+
+    `torch.optim`'s `step` spends more time in Python (state lookups, a tensor learning rate)
+    than its fused kernel spends on LeNet's 266K weights. This calls the same kernel the same way,
+    once per parameter tensor in one list, so the numbers are `torch.optim`'s to the last bit.
+    The state lives in a `torch.optim` optimiser over the same tensors, for `state_dict` and
+    `load_state_dict` in its exact format.
+    """
+
+    def __init__(self, params: list[torch.Tensor], grads: list[torch.Tensor], config: TrainingConfig):
+        self.params, self.grads = params, grads
+        self.torch = make_optimizer(params, config)
+        self.group = self.torch.param_groups[0]
+        self.adam = isinstance(self.torch, torch.optim.Adam)
+        if self.adam:
+            for p in params:
+                self.torch.state[p] = {
+                    "step": torch.zeros((), dtype=torch.float32, device=p.device),
+                    "exp_avg": torch.zeros_like(p),
+                    "exp_avg_sq": torch.zeros_like(p),
+                }
+
+    def step(self, lr: float) -> None:
+        group, state = self.group, self.torch.state
+        if self.adam:
+            steps = [state[p]["step"] for p in self.params]
+            torch._foreach_add_(steps, 1)
+            beta1, beta2 = group["betas"]
+            torch._fused_adam_(
+                self.params,
+                self.grads,
+                [state[p]["exp_avg"] for p in self.params],
+                [state[p]["exp_avg_sq"] for p in self.params],
+                [],
+                steps,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                amsgrad=False,
+                maximize=False,
+            )
+            return
+        momentum = group["momentum"]
+        first = momentum != 0 and not state
+        if first:  # as torch.optim.SGD: the first step's buffer is the gradient itself
+            for p in self.params:
+                state[p]["momentum_buffer"] = torch.empty_like(p)
+        torch._fused_sgd_(
+            self.params,
+            self.grads,
+            [state[p]["momentum_buffer"] for p in self.params] if momentum else [],
+            weight_decay=group["weight_decay"],
+            momentum=momentum,
+            lr=lr,
+            dampening=group["dampening"],
+            nesterov=group["nesterov"],
+            maximize=False,
+            is_first_step=first,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.torch.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.torch.load_state_dict(state)
+
+
+def _slices(sizes: dict[str, int]) -> dict[str, slice]:
+    """Consecutive slices of a flat buffer, one per name, of the given sizes."""
+    slices, offset = {}, 0
+    for name, size in sizes.items():
+        slices[name], offset = slice(offset, offset + size), offset + size
+    return slices
+
+
+def _cross_entropy_grad(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """d(mean cross-entropy)/d(logits), (softmax − one-hot) / batch, by the kernels autograd's
+    backward uses, so that it is the same to the last bit."""
+    log_p = torch.log_softmax(logits, 1)
+    total = torch.tensor(float(len(target)), dtype=logits.dtype, device=logits.device)
+    one = torch.ones((), dtype=logits.dtype, device=logits.device)
+    grad_log_p = torch.ops.aten.nll_loss_backward(one, log_p, target, None, 1, -100, total)  # 1: mean
+    return torch.ops.aten._log_softmax_backward_data(grad_log_p, log_p, 1, logits.dtype)

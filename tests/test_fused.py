@@ -1,0 +1,217 @@
+"""The fused engine: the autograd engine's numbers to the last bit on a CPU, in flat buffers; the
+survivors-only optimiser within rounding; checkpoints interchangeable; chosen where it applies."""
+
+import copy
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from lth.config import PruningConfig, TrainingConfig
+from lth.errors import ConfigError
+from lth.lottery import Experiment, Runtime
+from lth.models import build, initialize
+from lth.pruning import PruningPlan
+from lth.store import RunStore
+from lth.training import train
+from lth.training.engines import engine_name
+from lth.training.fused import FusedMLP, mlp_layers
+from lth.training.loop import run
+from tests.helpers import RecordingCheckpoint, tiny_config, tiny_splits
+
+DATA = tiny_splits()
+
+
+def _lenet(seed: int = 0) -> nn.Module:
+    return initialize(build("lenet300", DATA.input_shape, DATA.num_classes, hidden=(32, 16)), seed)
+
+
+def _mask(model: nn.Module, rounds: int):
+    plan = PruningPlan.for_model(model, PruningConfig())
+    return plan.prune(plan.dense_mask(model), dict(model.named_parameters()), rounds=rounds)
+
+
+class Copying(RecordingCheckpoint):
+    """Keeps each saved state as it was when saved, as a file would."""
+
+    def save(self, state):
+        super().save(copy.deepcopy(state))
+
+
+def _config(**settings) -> TrainingConfig:
+    return TrainingConfig(**({"steps": "60it", "eval_every": "10it", "batch_size": 30} | settings))
+
+
+def _train_both(config: TrainingConfig, rounds: int, **kwargs):
+    """The same training by the autograd and the fused engine: (model, result) of each."""
+    trained = {}
+    for engine in ("autograd", "fused"):
+        model = _lenet()
+        mask = _mask(model, rounds) if rounds else None
+        trained[engine] = model, train(model, DATA, config, seed=3, mask=mask, engine=engine, **kwargs)
+    return trained
+
+
+@pytest.mark.parametrize(
+    ("settings", "rounds", "extra"),
+    [
+        ({}, 0, {}),  # dense, no mask
+        ({"weight_decay": 1e-3}, 3, {"capture_at": 7}),
+        ({"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3, "warmup": "20it"}, 5, {}),
+        ({"optimizer": "sgd", "lr": 0.1, "momentum": 0.0}, 2, {"start": 10}),
+        ({"test_curve": True, "lr_milestones": ["30it"], "lr_gamma": 0.1}, 8, {}),
+    ],
+)
+def test_the_fused_engine_computes_the_autograd_engines_numbers_bit_for_bit(settings, rounds, extra):
+    trained = _train_both(_config(**settings), rounds, **extra)
+    (model_a, result_a), (model_f, result_f) = trained["autograd"], trained["fused"]
+    for (name, a), f in zip(model_a.state_dict().items(), model_f.state_dict().values(), strict=True):
+        assert torch.equal(a, f), name
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(result_f.history), pd.DataFrame(result_a.history), rtol=0, atol=0
+    )
+    assert result_f.record() == result_a.record()
+    if result_a.captured is not None:
+        assert all(torch.equal(result_f.captured[n], v) for n, v in result_a.captured.items())
+
+
+def _state_at_pruned(state: dict, mask, names: list[str]):
+    """Every per-weight optimiser state entry at the mask's pruned positions."""
+    for name, m in mask.items():
+        for key, value in state["optimizer"]["state"][names.index(name)].items():
+            if torch.is_tensor(value) and value.shape == m.shape:
+                yield (name, key), value[m == 0]
+
+
+@pytest.mark.parametrize("survivors", [False, True])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_pruned_weights_and_their_optimiser_state_stay_exactly_zero(survivors, optimizer):
+    model = _lenet()
+    mask = _mask(model, 6)
+    with torch.no_grad():  # unmasked start weights: the engine must zero them itself
+        model.get_parameter("hidden.0.weight").add_(0.01)
+    config = _config(optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 1e-3, momentum=0.9)
+    engine = FusedMLP(model, DATA, config, seed=1, mask=mask, augment=False, survivors=survivors)
+    spy = RecordingCheckpoint()
+    run(engine, DATA, config, seed=1, checkpoint=spy)
+    engine.write_back()
+    names = list(dict(model.named_parameters()))
+    for name, m in mask.items():
+        weight = model.get_parameter(name)
+        assert torch.all(weight[m == 0] == 0) and torch.any(weight[m == 1] != 0), name
+    for saved in spy.saved:
+        for where, values in _state_at_pruned(saved["engine"], mask, names):
+            assert torch.all(values == 0), where
+
+
+def test_survivors_only_equals_the_full_update_within_rounding():
+    """Stepping only the live entries changes where the optimiser's vectorised kernel rounds, so
+    the numbers agree within the replica tests' tolerance rather than bit for bit."""
+    config, results = _config(), {}
+    for survivors in (False, True):
+        model = _lenet()
+        engine = FusedMLP(
+            model, DATA, config, seed=2, mask=_mask(model, 10), augment=False, survivors=survivors
+        )
+        results[survivors] = run(engine, DATA, config, seed=2)[0], engine.copy_weights()[0]
+    (full, full_w), (live, live_w) = results[False], results[True]
+    for name, value in full_w.items():
+        torch.testing.assert_close(live_w[name], value, rtol=1e-4, atol=1e-5, msg=name)
+    assert live.record() == pytest.approx(full.record(), rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize(("first", "second"), [("autograd", "fused"), ("fused", "autograd")])
+def test_a_checkpoint_of_one_engine_resumes_under_the_other_to_the_unbroken_numbers(first, second):
+    """Both engines checkpoint in one format, so a run stopped under one finishes under the other
+    exactly as an unbroken run does."""
+    config = _config()
+    unbroken_model = _lenet()
+    mask = _mask(unbroken_model, 4)
+    unbroken = train(unbroken_model, DATA, config, seed=5, mask=mask, engine=first)
+
+    spy = Copying()
+    train(_lenet(), DATA, config, seed=5, mask=mask, engine=first, checkpoint=spy)
+    state = spy.saved[2]  # stopped after 30 of 60 iterations
+
+    class Resume(RecordingCheckpoint):
+        def load(self):
+            return state
+
+    resumed_model = _lenet()
+    resumed = train(resumed_model, DATA, config, seed=5, mask=mask, engine=second, checkpoint=Resume())
+    assert state["iteration"] == 30
+    pairs = zip(resumed_model.parameters(), unbroken_model.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert resumed.record() == unbroken.record()
+
+
+def _mlps() -> dict[str, tuple[nn.Module, bool]]:
+    """Networks and whether the fused engine can train them."""
+    d = DATA.input_shape
+    features = d[0] * d[1] * d[2]
+    return {
+        "lenet": (_lenet(), True),
+        "sequential": (nn.Sequential(nn.Flatten(), nn.Linear(features, 8), nn.ReLU(), nn.Linear(8, 4)), True),
+        "conv2": (build("conv2", (3, 32, 32), 10), False),
+        "dropout": (
+            nn.Sequential(nn.Flatten(), nn.Linear(features, 8), nn.Dropout(0.5), nn.ReLU(), nn.Linear(8, 4)),
+            False,
+        ),
+        "tanh": (nn.Sequential(nn.Flatten(), nn.Linear(features, 8), nn.Tanh(), nn.Linear(8, 4)), False),
+        "no flatten": (nn.Sequential(nn.Linear(features, 8), nn.ReLU(), nn.Linear(8, 4)), True),
+        "relu last": (nn.Sequential(nn.Flatten(), nn.Linear(features, 8), nn.ReLU()), False),
+    }
+
+
+@pytest.mark.parametrize("name", list(_mlps()))
+def test_the_fused_engine_takes_exactly_the_networks_it_computes(name):
+    model, fused = _mlps()[name]
+    assert (mlp_layers(model) is not None) == fused
+    assert engine_name("auto", model) == ("fused" if fused else "autograd")
+    if not fused:
+        with pytest.raises(ConfigError, match="cannot train"):
+            engine_name("fused", model)
+
+
+def test_an_unknown_engine_is_refused_before_anything_trains(tmp_path):
+    config = tiny_config()
+    with pytest.raises(ConfigError, match="unknown engine 'turbo'.*auto, fused, autograd"):
+        Experiment(config, DATA, lambda: _lenet(), RunStore(tmp_path, config), Runtime(engine="turbo"))
+    assert not list(tmp_path.rglob("result.json"))
+
+
+def test_each_result_records_the_engine_that_trained_it(tmp_path):
+    config = tiny_config("lottery.levels=1")
+    summaries = []
+    for engine in ("autograd", "auto"):
+        store = RunStore(tmp_path / engine, config)
+        Experiment(config, DATA, lambda: _lenet(), store, Runtime(engine=engine)).run()
+        trainers = {r["engine"]["trainer"] for r in store.stored_results([0])}
+        assert trainers == {"autograd" if engine == "autograd" else "fused"}
+        summaries.append(pd.read_csv(store.path / "summary.csv"))
+    pd.testing.assert_frame_equal(summaries[0], summaries[1], rtol=0, atol=0)
+
+
+def test_survivors_only_resumes_to_the_unbroken_numbers():
+    """Its checkpoints hold the full-shape state (zeros at pruned weights), compacted again on
+    resuming."""
+    config = _config()
+
+    def engine(model):
+        return FusedMLP(model, DATA, config, seed=4, mask=_mask(model, 7), augment=False, survivors=True)
+
+    unbroken = engine(_lenet())
+    unbroken_result = run(unbroken, DATA, config, seed=4)[0]
+
+    spy = Copying()
+    run(engine(_lenet()), DATA, config, seed=4, checkpoint=spy)
+
+    class Resume(RecordingCheckpoint):
+        def load(self):
+            return spy.saved[3]
+
+    resumed = engine(_lenet())
+    resumed_result = run(resumed, DATA, config, seed=4, checkpoint=Resume())[0]
+    assert torch.equal(resumed.flat, unbroken.flat)
+    assert resumed_result.record() == unbroken_result.record()
