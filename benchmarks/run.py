@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 import conv2_cifar
+import engines
 import environment
 import lenet_mnist
 import replicas
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[Context], GroupResult]] = {
     "conv2": conv2_cifar.run,
     "replicas": replicas.run,
     "sums": sums.run,
+    "engines": engines.run,
 }
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"

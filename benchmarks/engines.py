@@ -1,0 +1,135 @@
+"""Benchmark group: lth's one-model engines on LeNet-300-100 / MNIST, step by step, at several Pm.
+
+Per sparsity, turns of: the autograd engine's step, the fused engine's step, the fused engine with
+survivors-only optimiser state, and the bare products of a step (the three forward products,
+three weight gradients and two input gradients, at LeNet's shapes, nothing else). Each turn is
+`steps` steps of one engine built on the same masked weights; ratios are taken per turn.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import statistics
+from collections.abc import Callable
+
+import torch
+
+import workloads
+from core import Context, GroupResult, Row, seconds_text, spread_text
+from lth.config import PruningConfig, TrainingConfig
+from lth.pruning import PruningPlan
+from lth.training.autograd import OneModel
+from lth.training.fused import FusedMLP
+from timing import Case, interleaved, ratios
+
+ROUNDS = (0, 3, 7, 12, 15)  # Pm 100, 51.3, 21.1, 7.0 and 3.6% under the paper's rates
+
+
+def _bare_products(batch: int, sizes: list[int]) -> Callable[[], None]:
+    """The eight matrix products of one LeNet step at `batch`, on fresh operands."""
+    x = torch.randn(batch, sizes[0])
+    weights = [torch.randn(b, a) for a, b in itertools.pairwise(sizes)]
+    g_out = torch.randn(batch, sizes[-1])
+
+    def step() -> None:
+        inputs, h = [], x
+        for w in weights:
+            inputs.append(h)
+            h = h @ w.t()
+        g = g_out
+        for i in reversed(range(len(weights))):
+            inputs[i].t() @ g
+            if i:
+                g = g @ weights[i]
+
+    return step
+
+
+def _steps(make: Callable[[], object], steps: int) -> Case:
+    def run(engine) -> None:
+        for it in range(steps):
+            engine.step(it, 1.2e-3)
+
+    return Case(run=run, setup=make)
+
+
+def run(ctx: Context) -> GroupResult:
+    ctx.log("engines: loading MNIST")
+    workload = workloads.lenet_mnist(device=ctx.device)
+    splits, model = workload.splits, workload.fresh_model()
+    config = TrainingConfig(optimizer="adam", lr=1.2e-3, batch_size=workload.batch_size)
+    steps, repeats = (100, 3) if ctx.quick else (300, 5)
+    sizes = [784, 300, 100, 10]
+    rows, data = [], {"steps_per_turn": steps, "repeats": repeats, "levels": {}}
+    plan = PruningPlan.for_model(model, PruningConfig(rates={"fc": 0.2, "output": 0.1}))
+    weights = dict(model.named_parameters())
+    for rounds in ROUNDS:
+        mask = plan.prune(plan.dense_mask(model), weights, rounds=rounds)
+        pm = 100 * mask.fraction_remaining()
+        ctx.log(f"engines: Pm {pm:.1f}%")
+
+        def engine(kind: str, mask=mask) -> Callable[[], object]:
+            def make() -> object:
+                m = copy.deepcopy(model)
+                if kind == "autograd":
+                    return OneModel(m, splits, config, seed=0, mask=mask, augment=False)
+                return FusedMLP(
+                    m, splits, config, seed=0, mask=mask, augment=False, survivors=kind == "survivors"
+                )
+
+            return make
+
+        cases = {kind: _steps(engine(kind), steps) for kind in ("autograd", "fused", "survivors")}
+        bare = _bare_products(workload.batch_size, sizes)
+        cases["products"] = Case(run=lambda _, bare=bare: [bare() for _ in range(steps)])
+        samples = interleaved(cases, repeats, warmup=1)
+        seconds = {name: s.seconds for name, s in samples.items()}
+        speedup = ratios(seconds["autograd"], seconds["fused"])
+        over_products = ratios(seconds["fused"], seconds["products"])
+        survivors = ratios(seconds["fused"], seconds["survivors"])
+        per_step = {name: statistics.median(v) / steps for name, v in seconds.items()}
+        rows.append(
+            Row(
+                f"Pm {pm:.1f}%: autograd ÷ fused step time",
+                spread_text(speedup.median, speedup.low, speedup.high),
+                f"{seconds_text(per_step['autograd'])} vs {seconds_text(per_step['fused'])} per step",
+            )
+        )
+        rows.append(
+            Row(
+                f"Pm {pm:.1f}%: fused step ÷ its bare products",
+                spread_text(over_products.median, over_products.low, over_products.high),
+                f"products {seconds_text(per_step['products'])} per step",
+            )
+        )
+        rows.append(
+            Row(
+                f"Pm {pm:.1f}%: fused ÷ survivors-only step time",
+                spread_text(survivors.median, survivors.low, survivors.high),
+                f"{seconds_text(per_step['survivors'])} per step",
+            )
+        )
+        data["levels"][f"{pm:.1f}"] = {
+            "rounds": rounds,
+            "seconds_per_turn": seconds,
+            "autograd_over_fused": speedup.as_dict(),
+            "fused_over_products": over_products.as_dict(),
+            "fused_over_survivors": survivors.as_dict(),
+        }
+    # Dense against the sparsest level's faster engine, turn by turn (turns minutes apart).
+    dense, sparsest = data["levels"]["100.0"]["seconds_per_turn"], list(data["levels"].values())[-1]
+    fastest = [
+        min(pair)
+        for pair in zip(*(sparsest["seconds_per_turn"][k] for k in ("fused", "survivors")), strict=True)
+    ]
+    falls = ratios(dense["fused"], fastest)
+    rows.append(
+        Row(
+            f"dense fused step ÷ fastest step at Pm {pm:.1f}%",
+            spread_text(falls.median, falls.low, falls.high),
+            "how the cost falls with the ticket",
+        )
+    )
+    data["dense_over_sparsest"] = falls.as_dict()
+    return GroupResult(title=f"engines: {workload.description}, {steps} steps a turn", rows=rows, data=data)
