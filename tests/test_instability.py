@@ -2,6 +2,7 @@
 network trained with different SGD noise, measured on tiny networks and data."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from lth import layout
-from lth.analysis import instability
+from lth.analysis import instability, rewind
 from lth.analysis.instability import ErrorPath, PathSettings, error_path, measure, path_models, train_copy
 from lth.config import Config, PruningConfig, TrainingConfig
 from lth.data import Split, Splits
@@ -17,9 +18,9 @@ from lth.errors import ConfigError
 from lth.lottery import Experiment, Runtime
 from lth.models import build, initialize
 from lth.pruning import Mask, PruningPlan
-from lth.store import FileCheckpoint, RunStore
+from lth.store import FileCheckpoint, RunStore, read_tensors
 from lth.training import evaluate
-from tests.helpers import tiny_config, tiny_splits
+from tests.helpers import lth, tiny_config, tiny_splits
 
 DATA = tiny_splits()
 TRAINING = TrainingConfig(steps="40it", eval_every="20it", batch_size=30)
@@ -106,9 +107,9 @@ def test_a_hand_built_pair_gives_the_known_barrier():
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"points": 1}, "at least 2 points"),
+        ({"points": 1}, "lottery.instability_points must be 2 or more"),
         ({"train_examples": 0}, "at least 1 example"),
-        ({"batch_norm": "frozen"}, "one of interpolated, reestimated"),
+        ({"batch_norm": "frozen"}, "lottery.instability_bn must be one of interpolated, reestimated"),
     ],
 )
 def test_bad_path_settings_are_one_line_errors(settings, message):
@@ -214,3 +215,122 @@ def test_a_measurement_interrupted_while_its_copy_trains_resumes_to_the_same_num
         clean.path / layout.INSTABILITY_CSV
     ).read_text()
     assert not list(resumed.path.rglob("*checkpoint.pt"))
+
+
+# --- against the rewind iteration (lth instability) -----------------------------------------------
+
+
+def _experiment(root, *overrides: str) -> Experiment:
+    config = tiny_config("lottery.levels=1", "training.steps='20it'", "lottery.variants=['imp']", *overrides)
+    runtime = Runtime(progress=False, checkpoint_interval_s=0.0)
+    return Experiment(config, DATA, _make_model, RunStore(root, config), runtime)
+
+
+def test_the_rewind_sweep_starts_from_the_dense_levels_own_theta_k_and_reuses_its_trainings(tmp_path):
+    experiment = _experiment(tmp_path, "lottery.rewind_step='10it'", "lottery.instability=[1]")
+    experiment.run()
+    rows = rewind.sweep(experiment, [0, 10], [0, 1], [0])
+    run = experiment.store.path
+    # θk, trained again for k iterations, is bit for bit what the dense level captured at k.
+    captured = experiment.store.level(0, "imp", 0).load_tensors("rewind")
+    again = read_tensors(layout.theta_file(run, 0, 10))
+    assert all(torch.equal(captured[k], again[k]) for k in captured)
+    table = rewind.read(run)
+    assert list(table.columns) == layout.INSTABILITY_COLUMNS
+    assert list(zip(table.level, table.rewind_iteration, strict=True)) == [(0, 0), (0, 10), (1, 0), (1, 10)]
+    measured = pd.DataFrame(rows).sort_values(["level", "rewind_iteration"])
+    assert table.to_dict(orient="records") == measured.to_dict(orient="records")
+    # The ticket at the run's own k is the lottery run's level 1: measured there, once, with the
+    # numbers lottery.instability stored; the dense network at k = 0 is level 0 itself.
+    in_run = pd.read_csv(run / layout.INSTABILITY_CSV).set_index("level")
+    assert (
+        table.set_index(["level", "rewind_iteration"]).loc[(1, 10)].instability == in_run.loc[1].instability
+    )
+    assert (experiment.store.level(0, "imp", 0).path / layout.INSTABILITY).exists()
+    assert not layout.rewind_point_dir(run, 0, 1, 10).exists()
+    assert not layout.rewind_point_dir(run, 0, 0, 0).exists()
+    assert (layout.rewind_point_dir(run, 0, 1, 0) / layout.INSTABILITY).exists()
+
+
+def test_a_later_sweep_keeps_the_rows_of_earlier_ones(tmp_path):
+    experiment = _experiment(tmp_path)
+    experiment.run()
+    rewind.sweep(experiment, [0], [0], [0])
+    rewind.sweep(experiment, [5], [0], [0])
+    assert list(rewind.read(experiment.store.path).rewind_iteration) == [0, 5]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: rewind.check_rewinds([0, 20], 20), "rewind iteration 20 is outside the training"),
+        (lambda: rewind.check_rewinds([-1], 20), "rewind iteration -1 is outside the training"),
+        (lambda: rewind.check_rewinds([], 20), "needs at least one iteration"),
+        (lambda: rewind.check_levels([0, -2]), "levels 0 or more"),
+    ],
+)
+def test_bad_sweep_input_is_a_one_line_error(call, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        call()
+    assert "\n" not in str(err.value)
+
+
+# --- the command line, on real MNIST ----------------------------------------------------------------
+
+SHORT = ["--set", "training.steps='100it'", "--set", "lottery.levels=0", "--set", "lottery.variants=['imp']"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rewind", "0,ten"], "--rewind: expected numbers separated by commas"),
+        (["--rewind", "0", "--levels", "1;2"], "--levels: expected numbers separated by commas"),
+        (["--rewind", "0", "--levels", "-1"], "--levels takes levels 0 or more"),
+        (["--rewind", "0", "--set", "lottery.instability_points=1"], "lottery.instability_points must be 2"),
+    ],
+)
+def test_bad_instability_options_are_one_line_errors(tmp_path, args, message):
+    out = lth("instability", "lenet-mnist-quick", *args, "--out", str(tmp_path / "runs"))
+    assert out.returncode == 1 and message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_rewind_past_the_budget_is_refused_before_anything_is_written(tmp_path, mnist_root):
+    runs = tmp_path / "runs"
+    out = lth(
+        "instability",
+        "lenet-mnist-quick",
+        *SHORT,
+        "--rewind",
+        "0,100",
+        "--out",
+        str(runs),
+        data_dir=mnist_root,
+    )
+    assert out.returncode == 1 and "rewind iteration 100 is outside the training" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not runs.exists()
+
+
+@pytest.mark.slow
+def test_lth_instability_on_mnist_end_to_end(tmp_path, mnist_root):
+    """The dense LeNet at k = 0 and 50 of a 100-iteration training, on 5-point paths: the lottery
+    run first (its level 0 is the k = 0 point's first copy), then the sweep; run again, it
+    measures nothing."""
+    args = ["instability", "lenet-mnist-quick", *SHORT, "--rewind", "0,50", "--threads", "1", "--quiet"]
+    args += ["--set", "lottery.instability_points=5"]  # a short path: evaluating 30 points costs more
+    out = lth(*args, "--out", str(tmp_path), data_dir=mnist_root)
+    assert out.returncode == 0, out.stderr
+    run = Path(out.stdout.strip().splitlines()[-1].removeprefix("results: "))
+    rewinds = run / layout.INSTABILITY_DIR / layout.REWIND_CSV
+    table = pd.read_csv(rewinds)
+    assert list(zip(table.level, table.rewind_iteration, strict=True)) == [(0, 0), (0, 50)]
+    assert table.instability.between(0, 1).all() and (table.endpoint_test_error < 0.5).all()
+    assert (run / layout.SUMMARY).read_text().count("\n") == 2  # the lottery run's level 0
+    stamp = rewinds.stat().st_mtime_ns
+    again = lth(*args, "--out", str(tmp_path), data_dir=mnist_root)
+    assert again.returncode == 0 and pd.read_csv(rewinds).equals(table)
+    assert (
+        run / layout.INSTABILITY_DIR / "trial_0" / "level_00" / "k_50" / layout.INSTABILITY
+    ).stat().st_mtime_ns < stamp

@@ -1,4 +1,5 @@
-"""The Python API, mirroring the CLI: `lth.run(config)` and `lth.find_tickets(model, ...)`."""
+"""The Python API, mirroring the CLI: `lth.run(config)`, `lth.find_tickets(model, ...)` and
+`lth.instability(config, rewind=[...])`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import dataclasses
 import hashlib
 import inspect
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -15,10 +16,11 @@ import torch
 from torch import nn
 
 from lth import data as datasets
+from lth.analysis import rewind as rewinding
 from lth.compose import check_model, model_factory, model_options, open_experiment
 from lth.config import Config, resolve, with_overrides
 from lth.errors import ConfigError
-from lth.lottery import SUMMARY_COLUMNS, Runtime, resolve_device
+from lth.lottery import SUMMARY_COLUMNS, Runtime, level_iterations, resolve_device
 from lth.models import initialize
 
 DEFAULT_OUT = Path("runs")
@@ -43,11 +45,46 @@ def run(
     finished trial can be recorded on its own; the summary holds every stored trial.
     """
     config = _config(config, overrides)
-    splits = datasets.load(
-        config.data.dataset, data_dir, val_size=config.data.val_size, split_seed=config.data.split_seed
-    )
-    make_model = model_factory(config, splits)
+    splits, make_model = _data_and_model(config, data_dir)
     return _run(config, splits, make_model, out, device, progress, checkpoint_interval_s, trials)
+
+
+def instability(
+    config: Config | str,
+    *,
+    rewind: Sequence[int],
+    levels: Sequence[int] | None = None,
+    overrides: list[str] | None = None,
+    out: str | Path = DEFAULT_OUT,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    checkpoint_interval_s: float = 60.0,
+    trials: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """Instability against the rewind iteration k (`lth instability`; docs/design.md,
+    "Instability"): for the dense network (level 0) and the IMP subnetworks of `levels` (default:
+    `lottery.instability`, else level 0), two copies from the level's mask on θk trained with
+    different SGD noise, and the error barrier between them, for each k in `rewind`.
+
+    The masks are the lottery run's: it is run (or extended) through the deepest of `levels`
+    first, in its usual run directory. Returns instability/rewind.csv, stored there beside it
+    (with the rows of earlier sweeps of the run); running again measures nothing twice.
+    """
+    config = _config(config, overrides)
+    levels = rewinding.check_levels(levels if levels is not None else config.lottery.instability or [0])
+    if max(levels) > config.lottery.levels:  # levels are not hashed: the same run, taken deeper
+        config = dataclasses.replace(config, lottery=dataclasses.replace(config.lottery, levels=max(levels)))
+    splits, make_model = _data_and_model(config, data_dir)
+    ks = rewinding.check_rewinds(rewind, level_iterations(config, splits).total)  # before anything is written
+    runtime = _runtime(device, progress, checkpoint_interval_s)
+    experiment = open_experiment(config, splits, make_model, out, runtime)
+    experiment.run(trials, last_level=max(levels))
+    chosen = range(config.lottery.trials) if trials is None else trials
+    rewinding.sweep(experiment, ks, levels, list(chosen))
+    table = rewinding.read(experiment.store.path)
+    table.attrs["run_dir"] = str(experiment.store.path)
+    return table
 
 
 def find_tickets(
@@ -211,14 +248,28 @@ def _run(
     checkpoint_interval_s: float,
     trials: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    runtime = Runtime(
-        device=resolve_device(device), progress=progress, checkpoint_interval_s=checkpoint_interval_s
-    )
+    runtime = _runtime(device, progress, checkpoint_interval_s)
     experiment = open_experiment(config, splits, make_model, out, runtime)
     rows = experiment.run(trials)
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     summary.attrs["run_dir"] = str(experiment.store.path)
     return summary
+
+
+def _data_and_model(
+    config: Config, data_dir: str | Path | None
+) -> tuple[datasets.Splits, Callable[[], nn.Module]]:
+    """The config's data set, split as it says, and the factory of its model, checked on it."""
+    splits = datasets.load(
+        config.data.dataset, data_dir, val_size=config.data.val_size, split_seed=config.data.split_seed
+    )
+    return splits, model_factory(config, splits)
+
+
+def _runtime(device: str, progress: bool, checkpoint_interval_s: float) -> Runtime:
+    return Runtime(
+        device=resolve_device(device), progress=progress, checkpoint_interval_s=checkpoint_interval_s
+    )
 
 
 def _fingerprint(*splits: datasets.Split) -> str:

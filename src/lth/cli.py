@@ -7,8 +7,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lth.errors import LthError
+
+if TYPE_CHECKING:
+    from lth.config import Config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,41 +37,32 @@ def _parser() -> argparse.ArgumentParser:
         help="run (or resume) a lottery experiment",
         description="Run a preset or a TOML config; re-running continues where it stopped.",
     )
-    run.add_argument("config", metavar="PRESET|FILE.toml", help="a preset name (see `lth presets`) or a file")
-    run.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set training.lr=0.001 --set lottery.trials=2",
-    )
-    run.add_argument("--out", default="runs", type=Path, help="where run directories go (default: ./runs)")
-    _data_dir(run)
-    run.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu or cuda")
-    run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
-    run.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        metavar="N",
-        help="PyTorch threads (default: PyTorch's, one per core); numbers do not depend on it",
-    )
-    run.add_argument(
-        "--trials",
-        type=_int_list,
-        default=None,
-        metavar="T1,T2,…",
-        help="run only these trials (0-based; default: all of lottery.trials), e.g. one at a time",
-    )
-    run.add_argument(
-        "--checkpoint-every",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="how often a level under way saves its progress (default: 60)",
-    )
+    _run_options(run)
     run.set_defaults(command=_run)
+
+    instability = sub.add_parser(
+        "instability",
+        help="instability against the rewind iteration k: dense and IMP subnetworks",
+        description="Train two copies of the dense network (level 0) and of IMP subnetworks from "
+        "the level's mask on θk with different SGD noise, and measure the error barrier on the "
+        "straight line between them (Frankle et al., ICML 2020), for each k; the lottery run is "
+        "run or extended first for its masks. Results: RUN_DIR/instability/rewind.csv. Running "
+        "it again continues where it stopped.",
+    )
+    _run_options(instability)
+    instability.add_argument(
+        "--rewind",
+        required=True,
+        metavar="K1,K2,…",
+        help="rewind iterations k, e.g. 0,100,500,2000 (each below training.steps)",
+    )
+    instability.add_argument(
+        "--levels",
+        default=None,
+        metavar="L1,L2,…",
+        help="levels to measure, 0 being dense (default: lottery.instability, else 0)",
+    )
+    instability.set_defaults(command=_instability)
 
     presets = sub.add_parser("presets", help="list the presets")
     presets.set_defaults(command=_presets)
@@ -209,6 +204,46 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `lth run`, which `lth instability` takes too (it runs the lottery first)."""
+    parser.add_argument(
+        "config", metavar="PRESET|FILE.toml", help="a preset name (see `lth presets`) or a file"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set training.lr=0.001 --set lottery.trials=2",
+    )
+    parser.add_argument("--out", default="runs", type=Path, help="where run directories go (default: ./runs)")
+    _data_dir(parser)
+    parser.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu or cuda")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="PyTorch threads (default: PyTorch's, one per core); numbers do not depend on it",
+    )
+    parser.add_argument(
+        "--trials",
+        type=_int_list,
+        default=None,
+        metavar="T1,T2,…",
+        help="run only these trials (0-based; default: all of lottery.trials), e.g. one at a time",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how often a level under way saves its progress (default: 60)",
+    )
+
+
 def _int_list(text: str) -> list[int]:
     """An option's numbers separated by commas, e.g. `0,3,7`; argparse reports a bad one."""
     try:
@@ -236,25 +271,56 @@ def _set_threads(threads: int) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from lth.api import run
-    from lth.config import resolve, with_overrides
     from lth.report import format_table
 
-    config = with_overrides(resolve(args.config), args.overrides)
-    if args.threads is not None:
-        _set_threads(args.threads)
-    summary = run(
-        config,
-        out=args.out,
-        data_dir=args.data_dir,
-        device=args.device,
-        progress=not args.quiet,
-        checkpoint_interval_s=args.checkpoint_every,
-        trials=args.trials,
-    )
+    config, options = _run_arguments(args)
+    summary = run(config, **options)
     if not args.quiet:
         print(format_table(summary))
     print(f"results: {summary.attrs['run_dir']}")
     return 0
+
+
+def _run_arguments(args: argparse.Namespace) -> tuple[Config, dict[str, Any]]:
+    """The config and API keyword arguments that `_run_options` gives a command (threads are set
+    here: they are the process's, not the API call's)."""
+    from lth.config import resolve, with_overrides
+
+    config = with_overrides(resolve(args.config), args.overrides)
+    if args.threads is not None:
+        _set_threads(args.threads)
+    options = {
+        "out": args.out,
+        "data_dir": args.data_dir,
+        "device": args.device,
+        "progress": not args.quiet,
+        "checkpoint_interval_s": args.checkpoint_every,
+        "trials": args.trials,
+    }
+    return config, options
+
+
+def _instability(args: argparse.Namespace) -> int:
+    from lth.api import instability
+
+    config, options = _run_arguments(args)
+    levels = None if args.levels is None else _numbers("--levels", args.levels)
+    table = instability(config, rewind=_numbers("--rewind", args.rewind), levels=levels, **options)
+    if not args.quiet:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"results: {table.attrs['run_dir']}")
+    return 0
+
+
+def _numbers(option: str, text: str) -> list[int]:
+    """`_int_list` for a command that reports a bad value as one line, as `LthError`s are (argparse's
+    own error prints the usage too)."""
+    from lth.errors import ConfigError
+
+    try:
+        return _int_list(text)
+    except argparse.ArgumentTypeError as err:
+        raise ConfigError(f"{option}: {err}") from None
 
 
 def _listing(rows: list[tuple[str, str]]) -> int:

@@ -93,9 +93,11 @@ class LotteryConfig:
     # Levels at which to measure the instability of the ticket and each control (docs/design.md,
     # "Instability"): e.g. [0, 3, 7, 12]; [] measures none, and levels past `levels` are not
     # reached. It adds measurements beside the results and changes none of them (its trainings
-    # keep to their own seeds and random state), so it is not part of the run's hash; nor is
-    # which batch norm statistics the interpolated networks use ("interpolated" or "reestimated").
+    # keep to their own seeds and random state), so it is not part of the run's hash; nor are
+    # how many points α the error path has (the paper's 30) and which batch norm statistics the
+    # interpolated networks use ("interpolated" or "reestimated").
     instability: list[int] = field(default_factory=list, metadata=UNHASHED)
+    instability_points: int = field(default=30, metadata=UNHASHED)
     instability_bn: str = field(default="interpolated", metadata=UNHASHED)
 
 
@@ -298,9 +300,9 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"lottery.instability lists levels 0 or more, e.g. [0, 3, 7]; got {lot.instability}"
         )
-    from lth.analysis.instability import BN_MODES  # it imports training, which imports this module
+    from lth.analysis.instability import PathSettings  # it imports training, which imports this module
 
-    _choice("lottery.instability_bn", lot.instability_bn, BN_MODES)
+    PathSettings.of(lot)  # lottery.instability_points and lottery.instability_bn
     if d.val_size < 1:
         raise ConfigError(
             f"data.val_size must be 1 or more (early stopping needs a validation set), got {d.val_size}"

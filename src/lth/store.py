@@ -73,8 +73,7 @@ class LevelDir:
         return (self.path / layout.RESULT).exists()
 
     def save_tensors(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
-        data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        write_atomic(self.path / layout.tensors(name), save_safetensors(data))
+        write_tensors(self.path / layout.tensors(name), tensors)
 
     def load_tensors(self, name: str) -> dict[str, torch.Tensor]:
         return read_tensors(self.path / layout.tensors(name))
@@ -151,6 +150,11 @@ class GroupCheckpoint(FileCheckpoint):
 
     def save(self, state: dict[str, Any]) -> None:
         super().save(state | {"members": self.members})
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    write_atomic(path, save_safetensors(data))
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lth.config import TrainingConfig
+from lth.config import LotteryConfig, TrainingConfig
 from lth.data import Split, Splits
 from lth.errors import ConfigError
 from lth.pruning import Mask
@@ -36,12 +36,12 @@ from lth.training import Checkpoint, evaluate, train
 
 Weights = dict[str, torch.Tensor]
 
-POINTS = 30  # α values on the path, 0 and 1 included: the paper's
+POINTS = LotteryConfig.instability_points  # α values on the path, 0 and 1 included: the paper's 30
 # Train error is measured on a fixed subset of the training split (the same examples for every
 # α, copy and run), so a path costs about what evaluating the test set does. Its seed is fixed.
 TRAIN_EXAMPLES = 10_000
 _SUBSET_SEED = derive_seed("instability", "train subset")
-BN_INTERPOLATED, BN_REESTIMATED = "interpolated", "reestimated"
+BN_INTERPOLATED, BN_REESTIMATED = LotteryConfig.instability_bn, "reestimated"
 BN_MODES = (BN_INTERPOLATED, BN_REESTIMATED)
 BN_BATCHES = 50  # training batches that re-estimate batch norm's statistics at each α
 
@@ -55,7 +55,8 @@ def noise_seed(seed: int, variant: str, level: int, start: int) -> int:
 
 @dataclass(frozen=True)
 class PathSettings:
-    """How a path is evaluated: recorded with it, since its numbers depend on them."""
+    """How a path is evaluated: recorded with it, since its numbers depend on them. The config
+    sets the first and last (`of`); errors name its keys."""
 
     points: int = POINTS
     train_examples: int = TRAIN_EXAMPLES
@@ -64,15 +65,18 @@ class PathSettings:
     def __post_init__(self) -> None:
         if self.points < 2:
             raise ConfigError(
-                f"an interpolation path needs at least 2 points (its two ends), got {self.points}"
+                f"lottery.instability_points must be 2 or more (the path's two ends), got {self.points}"
             )
         if self.train_examples < 1:
             raise ConfigError(f"the train-error subset needs at least 1 example, got {self.train_examples}")
         if self.batch_norm not in BN_MODES:
             raise ConfigError(
-                f"batch norm statistics on the path must be one of {', '.join(BN_MODES)}; "
-                f"got {self.batch_norm!r}"
+                f"lottery.instability_bn must be one of {', '.join(BN_MODES)}; got {self.batch_norm!r}"
             )
+
+    @classmethod
+    def of(cls, lottery: LotteryConfig) -> PathSettings:
+        return cls(points=lottery.instability_points, batch_norm=lottery.instability_bn)
 
     def to_dict(self) -> dict[str, Any]:
         return {"points": self.points, "train_examples": self.train_examples, "batch_norm": self.batch_norm}

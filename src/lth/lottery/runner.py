@@ -496,7 +496,7 @@ class Experiment:
         each is its own first copy, so one more training each (analysis/measure.py), resumable
         like the units and changing none of their numbers."""
         wanted = {variant for variant, _ in self._measured(units[0].level)} if units else set()
-        settings = PathSettings(batch_norm=self.config.lottery.instability_bn)
+        settings = PathSettings.of(self.config.lottery)
         for unit in (u for u in units if u.variant in wanted):
             folder = self._out(unit).path
             if self._bar is not None:

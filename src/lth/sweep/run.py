@@ -119,12 +119,16 @@ def run_sweep(
 
 
 def rewrite_summaries(sweep: Sweep) -> None:
-    """Each run's summary.csv, written once by one process from everything stored."""
+    """Each run's summary.csv (and instability.csv, where it measures some), written once by one
+    process from everything stored."""
+    from lth.analysis.measure import write_instability
     from lth.lottery import write_summary
     from lth.store import RunStore
 
     for run in sweep.runs:
-        write_summary(run.config, RunStore(sweep.out, run.config))
+        store = RunStore(sweep.out, run.config)
+        write_summary(run.config, store)
+        write_instability(run.config, store)
 
 
 def _check_data(sweep: Sweep, data_dir: str | Path | None) -> None:
