@@ -9,13 +9,14 @@ import torch
 from torch import nn
 
 from lth.config import PruningConfig, TrainingConfig
+from lth.environment import signature
 from lth.errors import ConfigError
 from lth.lottery import Experiment, Runtime
 from lth.models import build, initialize
 from lth.pruning import PruningPlan
 from lth.store import RunStore
-from lth.training import train
-from lth.training.engines import engine_name
+from lth.training import fused, train
+from lth.training.engines import describe, engine_name
 from lth.training.fused import FusedMLP, mlp_layers
 from lth.training.loop import run
 from tests.helpers import RecordingCheckpoint, tiny_config, tiny_splits
@@ -176,7 +177,7 @@ def test_the_fused_engine_takes_exactly_the_networks_it_computes(name):
 
 def test_an_unknown_engine_is_refused_before_anything_trains(tmp_path):
     config = tiny_config()
-    with pytest.raises(ConfigError, match="unknown engine 'turbo'.*auto, fused, autograd"):
+    with pytest.raises(ConfigError, match="unknown engine 'turbo'.*auto, fused, sparse, autograd"):
         Experiment(config, DATA, lambda: _lenet(), RunStore(tmp_path, config), Runtime(engine="turbo"))
     assert not list(tmp_path.rglob("result.json"))
 
@@ -215,3 +216,46 @@ def test_survivors_only_resumes_to_the_unbroken_numbers():
     resumed_result = run(resumed, DATA, config, seed=4, checkpoint=Resume())[0]
     assert torch.equal(resumed.flat, unbroken.flat)
     assert resumed_result.record() == unbroken_result.record()
+
+
+def test_the_sparse_engine_equals_the_fused_one_within_rounding_and_keeps_pruned_weights_zero(monkeypatch):
+    """Sparse products (CSR forward, the weight gradient sampled at the mask) in every layer:
+    the thresholds that keep LeNet's small layers dense are lowered for this tiny network."""
+    monkeypatch.setattr(fused, "SPARSE_MIN_WEIGHTS", 0)
+    monkeypatch.setattr(fused, "SPARSE_DENSITY", 1.0)
+    config, results = _config(), {}
+    for sparse in (False, True):
+        model = _lenet()
+        mask = _mask(model, 12)
+        engine = FusedMLP(
+            model, DATA, config, seed=2, mask=mask, augment=False, survivors=sparse, sparse=sparse
+        )
+        assert len(engine.csr) == (3 if sparse else 0)
+        results[sparse] = run(engine, DATA, config, seed=2)[0], engine.copy_weights()[0]
+    (dense, dense_w), (sparse, sparse_w) = results[False], results[True]
+    for name, value in dense_w.items():
+        torch.testing.assert_close(sparse_w[name], value, rtol=1e-4, atol=1e-5, msg=name)
+        if name in mask:
+            assert torch.all(sparse_w[name][mask[name] == 0] == 0), name
+    assert sparse.record() == pytest.approx(dense.record(), rel=1e-4, abs=1e-5)
+
+
+def test_sparse_products_are_used_only_where_measured_to_pay():
+    big = torch.ones(300, 784)
+    big.view(-1)[: int(0.92 * big.numel())] = 0  # 8% dense
+    assert fused.sparse_pays(big)
+    big.view(-1)[: int(0.7 * big.numel())] = 1  # 30% dense
+    assert not fused.sparse_pays(big)
+    small = torch.zeros(100, 300)
+    small[0, :3] = 1
+    assert not fused.sparse_pays(small)
+
+
+def test_an_inexact_engine_is_told_apart_in_the_results_signature(tmp_path):
+    config = tiny_config("lottery.levels=1")
+    store = RunStore(tmp_path, config)
+    Experiment(config, DATA, lambda: _lenet(), store, Runtime(engine="sparse")).run()
+    result = store.stored_results([0])[-1]
+    assert result["engine"]["trainer"] == "sparse" and result["engine"]["trainer_exact"] is False
+    assert "sparse engine" in signature(result["engine"])
+    assert "engine" not in signature(result["engine"] | describe("fused"))

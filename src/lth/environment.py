@@ -99,10 +99,13 @@ def engine(device: torch.device, max_replicas: int) -> dict[str, Any]:
 def signature(engine: dict[str, Any] | None) -> str:
     """The settings of `engine` that change numbers beyond the last digit, as one label:
     the device, the PyTorch build, one model at a time or vmapped replicas, and the thread count
-    unless MKL's sums are strict. Results stored before engines were recorded say "unrecorded"."""
+    unless MKL's sums are strict, and an engine that is not bit-exact (training/engines.py).
+    Results stored before engines were recorded say "unrecorded"."""
     if not engine:
         return "unrecorded"
     strict = str(engine.get("mkl_cbwr", "")).upper().endswith(",STRICT")
     sums = "" if strict or engine["device"] != "cpu" else f", {engine['threads']} threads"
     trainer = f"replicas up to {engine['max_replicas']}" if engine["max_replicas"] > 1 else "one model"
+    if engine.get("trainer_exact") is False:  # an engine equal to autograd's only within rounding
+        trainer += f" ({engine['trainer']} engine)"
     return f"torch {engine['torch']} on {engine['device']}, {trainer}{sums}"

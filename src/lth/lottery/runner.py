@@ -40,8 +40,8 @@ from lth.seeds import derive_seed
 from lth.steps import Step
 from lth.store import LevelDir, RunStore
 from lth.training import HISTORY_COLUMNS, TrainResult, iterations_per_epoch, train
+from lth.training.engines import describe, engine_name
 from lth.training.loop import TrainingSteps, make_schedule
-from lth.training.engines import engine_name
 from lth.training.replicas import replicable, train_replicas
 
 
@@ -90,7 +90,7 @@ class Outcome:
     result: TrainResult
     wall_time_s: float
     replicas: int
-    trainer: str = "replicas"  # the engine's name (training/engines.py), or replicas
+    trainer: str = "replicas"  # the one-model engine's name (training/engines.py), or replicas
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:
@@ -473,7 +473,7 @@ class Experiment:
                 "remaining_per_layer": unit.mask.remaining(),
                 "wall_time_s": outcome.wall_time_s,
                 "replicas": outcome.replicas,
-                "engine": engine(self.runtime.device, self.replicas) | {"trainer": outcome.trainer},
+                "engine": engine(self.runtime.device, self.replicas) | describe(outcome.trainer),
             }
         )
         self.write_summary()

@@ -2,12 +2,14 @@
 
 `autograd` trains any module; `fused` trains fully connected ReLU networks (`fused.mlp_layers`)
 with a hand-written step, the same numbers bit for bit on a CPU (tests/test_fused.py) in less
-time (benchmarks/RESULTS.md). "auto" takes the fastest that applies. Which one trained a result is
-recorded with it (`environment.engine`). Replica groups have their own engine (replicas.py).
+time (benchmarks/RESULTS.md); `sparse` makes that step's cost fall with the ticket, equal within
+rounding. "auto" takes the first exact engine that applies. Which one trained a result is
+recorded with it (`describe`). Replica groups have their own engine (replicas.py).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,18 +27,34 @@ from lth.training.fused import FusedMLP, mlp_layers
 @dataclass(frozen=True)
 class Choice:
     description: str
+    needs: str  # what a model must be for it, for the error where it is not
     applies: Callable[[nn.Module], bool]
     build: Callable[..., OneModelEngine]  # (model, data, config, *, seed, mask, augment)
+    exact: bool  # the autograd engine's numbers bit for bit; "auto" picks only these
 
 
-# In order of preference for "auto": the first that applies.
+def _is_mlp(model: nn.Module) -> bool:
+    return mlp_layers(model) is not None
+
+
+# In order of preference for "auto": the first exact one that applies.
 ONE_MODEL: dict[str, Choice] = {
     "fused": Choice(
-        "hand-written step over flat buffers, for flatten → (Linear → ReLU)* → Linear networks",
-        lambda model: mlp_layers(model) is not None,
+        "a hand-written step over flat buffers",
+        "flatten → (Linear → ReLU)* → Linear network",
+        _is_mlp,
         FusedMLP,
+        exact=True,
     ),
-    "autograd": Choice("autograd and torch.optim: any module", lambda model: True, OneModel),
+    "sparse": Choice(
+        "the fused step, stepping only surviving weights, with sparse products in large layers "
+        "at low density; equal within rounding",
+        "flatten → (Linear → ReLU)* → Linear network",
+        _is_mlp,
+        functools.partial(FusedMLP, survivors=True, sparse=True),
+        exact=False,
+    ),
+    "autograd": Choice("autograd and torch.optim", "module", lambda model: True, OneModel, exact=True),
 }
 CHOICES = ("auto", *ONE_MODEL)
 
@@ -44,15 +62,22 @@ CHOICES = ("auto", *ONE_MODEL)
 def engine_name(choice: str, model: nn.Module) -> str:
     """The engine `choice` ("auto" or a name) trains `model` with; a clear error if it cannot."""
     if choice == "auto":
-        return next(name for name, engine in ONE_MODEL.items() if engine.applies(model))
+        return next(name for name, e in ONE_MODEL.items() if e.exact and e.applies(model))
     if choice not in ONE_MODEL:
         raise ConfigError(f"unknown engine {choice!r}; choose one of: {', '.join(CHOICES)}")
     if not ONE_MODEL[choice].applies(model):
         raise ConfigError(
-            f"the {choice} engine cannot train {type(model).__name__} "
-            f"(it needs a {ONE_MODEL[choice].description.split(', for ')[-1]}); use --engine auto"
+            f"the {choice} engine cannot train {type(model).__name__} (it needs a "
+            f"{ONE_MODEL[choice].needs}); use --engine auto"
         )
     return choice
+
+
+def describe(name: str) -> dict[str, str | bool]:
+    """What result.json records of the engine `name` (or "replicas"): its name, and for a
+    one-model engine whether its numbers are the autograd engine's bit for bit
+    (`environment.signature` tells results apart where not)."""
+    return {"trainer": name} | ({"trainer_exact": ONE_MODEL[name].exact} if name in ONE_MODEL else {})
 
 
 def one_model(

@@ -13,7 +13,12 @@ Survivors only: at high sparsity most of the flat buffer is pruned weights, whic
 With `survivors=True` the optimiser works on a compacted copy of the live entries (weights the
 mask keeps, and every bias): one gather of their gradients, one fused step over them, one
 scatter back. Pruned weights are never written, so they stay exactly zero, and the optimiser has
-no state for them (its snapshot shows zeros there, as `OneModel`'s has).
+no state for them (its snapshot shows zeros there, as `OneModel`'s has). With `sparse=True` as
+well, a large layer at low density (`sparse_pays`) computes its forward product as CSR × dense
+and its weight gradient only at its live weights (`torch.sparse.sampled_addmm`), the CSR matrix's
+values being that layer's slice of the compact buffer. Both change where sums round, so these
+options give the plain fused step's numbers within float rounding, not bit for bit (the
+`sparse` engine in engines.py).
 
 The arithmetic is that of `OneModel` (same products, same Adam or SGD) up to float rounding:
 products may sum in another order. Checkpoints are `OneModel`'s own format (the model's
@@ -23,6 +28,7 @@ under the other.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -101,6 +107,7 @@ class FusedMLP:
         mask: Mask | None,
         augment: bool,
         survivors: bool = False,
+        sparse: bool = False,
     ):
         layers = mlp_layers(model)
         if layers is None:
@@ -135,6 +142,23 @@ class FusedMLP:
             stepped = {n: self.compact[s] for n, s in self.live_slices.items()}
             stepped_grad = {n: self.compact_grad[s] for n, s in self.live_slices.items()}
         self.optimizer = FusedOptimizer(list(stepped.values()), list(stepped_grad.values()), config)
+        # Sparse layers: a CSR matrix whose values are the layer's slice of the compact buffer,
+        # so the optimiser's in-place step updates it too (row-major order is CSR's order).
+        self.csr: dict[str, torch.Tensor] = {}
+        if sparse and self.live is not None:
+            for name in self.weight_names:
+                if name in mask and sparse_pays(mask[name]):
+                    with warnings.catch_warnings():  # "sparse CSR support is in beta": tested here
+                        warnings.simplefilter("ignore", UserWarning)
+                        pattern = mask[name].to(device).to_sparse_csr()
+                    values = self.compact[self.live_slices[name]]
+                    self.csr[name] = torch.sparse_csr_tensor(  # indices valid by construction
+                        pattern.crow_indices(),
+                        pattern.col_indices(),
+                        values,
+                        size=pattern.shape,
+                        check_invariants=False,
+                    )
 
         self.order = BatchOrder(len(data.train), config.batch_size, seed)
         self.train_split, self.seed, self.augment = data.train, seed, augment
@@ -155,8 +179,12 @@ class FusedMLP:
         for i, (w, b) in enumerate(zip(self.weight_names, self.bias_names, strict=True)):
             if keep is not None:
                 keep.append(h)
-            weight = self.value[w]
-            h = torch.addmm(self.value[b], h, weight.t()) if b is not None else h @ weight.t()
+            if w in self.csr:  # (W hᵀ)ᵀ with W sparse
+                bias = self.value[b].unsqueeze(1) if b is not None else torch.zeros(1, 1, device=h.device)
+                h = torch.addmm(bias, self.csr[w], h.t()).t()
+            else:
+                weight = self.value[w]
+                h = torch.addmm(self.value[b], h, weight.t()) if b is not None else h @ weight.t()
             if i < last:
                 h = h.relu_()
         return h
@@ -172,9 +200,13 @@ class FusedMLP:
         inputs: list[torch.Tensor] = []
         logits = self._forward(x, inputs)
         g = _cross_entropy_grad(logits, self.y)
+        sparse_grads = {}
         for i in reversed(range(len(self.weight_names))):
-            h = inputs[i]
-            torch.mm(h.t(), g, out=self.gradient_t[self.weight_names[i]])
+            h, w = inputs[i], self.weight_names[i]
+            if w in self.csr:  # the gradient at the live weights only: gᵀh sampled at the mask
+                sparse_grads[w] = torch.sparse.sampled_addmm(self.csr[w], g.t(), h, beta=0.0).values()
+            else:
+                torch.mm(h.t(), g, out=self.gradient_t[w])
             if self.bias_names[i] is not None:
                 torch.sum(g, 0, out=self.gradient[self.bias_names[i]])
             if i:  # through the product, then the ReLU whose output was `h`
@@ -185,6 +217,8 @@ class FusedMLP:
             self.optimizer.step(lr)
         else:
             torch.index_select(self.grad, 0, self.live, out=self.compact_grad)
+            for name, values in sparse_grads.items():
+                self.compact_grad[self.live_slices[name]] = values
             self.optimizer.step(lr)
             self.flat.index_copy_(0, self.live, self.compact)
 
@@ -264,6 +298,20 @@ class FusedMLP:
         full = torch.zeros(self.flat.numel(), dtype=value.dtype, device=self.flat.device)
         full[write] = value.reshape(-1).to(self.flat.device)
         return full[read].reshape(shape).clone()
+
+
+# Sparse products pay for a layer at this density or below, if it has at least SPARSE_MIN_WEIGHTS
+# weights. Measured on 2 CPU cores at batch 60 (benchmarks/RESULTS.md, "Sparse kernels"): LeNet's
+# 300×784 layer's forward and weight gradient together are faster in CSR (torch.sparse.mm and
+# sampled_addmm) at 10% density and below, slower at 20%; its 100×300 layer is not measurably
+# faster at any density, its products being too small for the kernels' overhead.
+SPARSE_DENSITY = 0.1
+SPARSE_MIN_WEIGHTS = 100_000
+
+
+def sparse_pays(mask: torch.Tensor) -> bool:
+    """Whether a layer with this mask trains faster with sparse products."""
+    return mask.numel() >= SPARSE_MIN_WEIGHTS and float(mask.mean()) <= SPARSE_DENSITY
 
 
 class FusedOptimizer:
