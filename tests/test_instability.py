@@ -4,6 +4,7 @@ network trained with different SGD noise, measured on tiny networks and data."""
 import json
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import torch
@@ -18,6 +19,13 @@ from lth.errors import ConfigError
 from lth.lottery import Experiment, Runtime
 from lth.models import build, initialize
 from lth.pruning import Mask, PruningPlan
+from lth.report import paper
+from lth.report.build import analyse, load_runs
+from lth.report.contents import Report
+from lth.report.findings import Findings
+from lth.report.page import outline, to_markdown
+from lth.report.stability import Stability, check_claims
+from lth.report.stability_figures import builders as stability_figures
 from lth.store import FileCheckpoint, RunStore, read_tensors
 from lth.training import evaluate
 from tests.helpers import lth, tiny_config, tiny_splits
@@ -334,3 +342,79 @@ def test_lth_instability_on_mnist_end_to_end(tmp_path, mnist_root):
     assert (
         run / layout.INSTABILITY_DIR / "trial_0" / "level_00" / "k_50" / layout.INSTABILITY
     ).stat().st_mtime_ns < stamp
+
+
+# --- the report ---------------------------------------------------------------------------------------
+
+
+def test_the_report_draws_and_tabulates_instability_and_checks_it_against_the_paper(tmp_path):
+    overrides = ["lottery.instability=[0, 1]", "lottery.variants=['imp', 'random']"]
+    experiment = _experiment(tmp_path / "runs", *overrides)
+    experiment.run()
+    rewind.sweep(experiment, [0, 10], [0, 1], [0])
+    # What build_report does, but drawing only the instability figures (the others are slow).
+    [run] = load_runs([experiment.store.path])
+    report = Report(runs=[analyse(run)], out=tmp_path / "report")
+    stability = report.runs[0].stability
+    figures = stability_figures([(run, stability)])
+    assert [name for name, *_ in figures] == ["instability_paths", "instability_pm", "instability_rewind"]
+    for _, _, _, draw in figures:
+        figure = draw()
+        assert figure is not None
+        plt.close(figure)
+    assert not run.notes  # every path file was found
+    page = to_markdown(outline(report), report.out)
+    assert "## Stability to SGD noise" in page
+    assert "the dense network is stable at initialization" in page  # the config says LeNet on MNIST
+    table = report.to_dict()["runs"][0]["stability"]
+    assert {(row["variant"], row["level"]) for row in table["levels"]} == {
+        ("imp", 0),
+        ("imp", 1),
+        ("random", 0),
+        ("random", 1),
+    }
+    points = [(row["level"], row["rewind_iteration"]) for row in table["rewinds"]]
+    assert points == [(0, 0), (0, 10), (1, 0), (1, 10)]
+
+
+def _claims(levels: list[tuple[str, int, float, float]], gains: dict[int, float]) -> dict[str, str]:
+    """The verdicts of the LeNet-on-MNIST stability claims for measured (variant, level, Pm,
+    instability) at k = 0, with each IMP level's accuracy gain over dense (points)."""
+    rows = pd.DataFrame(
+        [(0, v, lv, pm, 0, value, value, 0.02) for v, lv, pm, value in levels],
+        columns=layout.INSTABILITY_COLUMNS,
+    )
+    [lenet] = [e for e in paper.stability_experiments() if e["match"]["model.name"] == "lenet300"]
+    found = Findings(
+        dense_accuracy=0.98,
+        levels=pd.DataFrame({"level": list(gains), "percent_remaining": 0.0, "gain": list(gains.values())}),
+    )
+    empty = pd.DataFrame(columns=layout.INSTABILITY_COLUMNS)
+    checks = check_claims(Stability(rows, empty, experiment=lenet), found)
+    return {kind["kind"]: c.verdict for kind, c in zip(lenet["claim"], checks, strict=True)}
+
+
+def test_the_papers_stability_claims_hold_fail_or_are_not_reached():
+    stable = [("imp", 0, 100.0, 0.004), ("imp", 3, 51.3, 0.006), ("imp", 12, 6.9, 0.008)]
+    controls = [
+        ("random", 3, 51.3, 0.01),
+        ("random", 12, 6.9, 0.06),
+        ("reinit", 3, 51.3, 0.012),
+        ("reinit", 12, 6.9, 0.03),
+    ]
+    verdicts = _claims(stable + controls, {0: 0.0, 3: 0.2, 12: 0.1})
+    assert verdicts == {"stable_at": "holds", "matching_stable": "holds", "controls_unstable": "holds"}
+    # An unstable dense network, and a matching ticket that is unstable.
+    verdicts = _claims([("imp", 0, 100.0, 0.03), ("imp", 3, 51.3, 0.025)], {0: 0.0, 3: 0.1})
+    assert verdicts["stable_at"] == "does not hold" and verdicts["matching_stable"] == "does not hold"
+    # A ticket that no longer matches dense says nothing about matching tickets.
+    assert _claims([("imp", 12, 6.9, 0.05)], {0: 0.0, 12: -0.5})["matching_stable"] == "no data"
+    # Controls still stable at Pm 6.9%: the paper's 3.5% is not reached; at 3.6% the claim fails.
+    assert (
+        _claims([("random", 3, 51.3, 0.01), ("random", 12, 6.9, 0.012)], {})["controls_unstable"]
+        == "not reached"
+    )
+    assert (
+        _claims([("random", 3, 51.3, 0.01), ("random", 15, 3.6, 0.012)], {})["controls_unstable"]
+        == "does not hold"
+    )

@@ -18,6 +18,8 @@ from lth.report.figures import render_all
 from lth.report.findings import compute_findings
 from lth.report.load import RunData, describe_missing, read_run
 from lth.report.page import relative, write_pages
+from lth.report.stability import read_stability
+from lth.report.stability_figures import builders as stability_figures
 
 DEFAULT_MULTI_OUT = Path("report")
 
@@ -49,6 +51,7 @@ def analyse(run: RunData) -> RunReport:
         near_misses=[] if published.match_experiment(run.config) else published.near_misses(run.config),
         missing=describe_missing(run),
         iterations=iterations,
+        stability=read_stability(run, findings),
     )
 
 
@@ -72,7 +75,10 @@ def build_report(
     table = report.aggregate  # naming each run's directory as the page does: from the report's folder
     table["run_dir"] = [relative(Path(p), report.out) for p in table.run_dir]
     table.to_csv(report.files["aggregate"], index=False)
-    report.figures = render_all([r.run for r in report.runs], report.aggregate, report.out, curve_levels)
+    measured = [(r.run, r.stability) for r in report.runs if r.stability is not None]
+    report.figures = render_all(
+        [r.run for r in report.runs], report.aggregate, report.out, curve_levels, stability_figures(measured)
+    )
     report.files.update(write_pages(report))
     return report
 

@@ -19,6 +19,7 @@ from lth.report.aggregate import sort_rows
 from lth.report.figures import FigureFile
 from lth.report.findings import Findings
 from lth.report.load import RunData, engine_lines, record_line
+from lth.report.stability import Stability
 from lth.report.table import format_table
 
 
@@ -33,6 +34,7 @@ class RunReport:
     near_misses: list[str]
     missing: list[str]  # one line per trial with missing work
     iterations: int | None
+    stability: Stability | None = None  # instability results, where the run measured some
 
     @property
     def expected_rows(self) -> int:
@@ -72,6 +74,7 @@ class Report:
                         "engines": r.run.engines,
                         "mixed_trials": r.run.mixed_trials,
                         "record": r.run.record,
+                        "stability": r.stability.to_dict() if r.stability else None,
                     }
                     for r in self.runs
                 ],
@@ -108,6 +111,10 @@ class Report:
                         f"  Shortened run: {r.paper.iterations:,} training iterations per level, the paper "
                         f"{r.paper.paper_iterations:,}; not comparable one-for-one."
                     )
+            if r.stability is not None and r.stability.checks:
+                counts = Counter(c.verdict for c in r.stability.checks)
+                tally = ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
+                lines.append(f"- Stability to SGD noise ({r.stability.experiment['title']}): {tally}.")
             blocks.append("\n".join(lines))
         where = self.files.get("html")
         if where is not None:

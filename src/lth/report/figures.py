@@ -8,7 +8,7 @@ Error bars are the min and max over trials, as in the paper.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,8 +84,10 @@ def render_all(
     aggregate: pd.DataFrame,
     out: Path,
     curve_levels: Sequence[int] | None = None,
+    more: Sequence[tuple[str, str, str, Callable[[], Figure | None]]] = (),
 ) -> list[FigureFile]:
-    """Draw every figure for `runs` into `out`; a figure with nothing to draw is left out."""
+    """Draw every figure for `runs` into `out`, and those `more` builds (name, title, caption,
+    figure; `stability_figures.builders`); a figure with nothing to draw is left out."""
     out.mkdir(parents=True, exist_ok=True)
     files = []
     with plt.rc_context(_STYLE):
@@ -132,7 +134,7 @@ def render_all(
                 lambda: sparsity_figure(runs),
             ),
         )
-        for name, title, caption, build in builders:
+        for name, title, caption, build in (*builders, *more):
             figure = build()
             if figure is None:
                 continue

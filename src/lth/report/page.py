@@ -21,6 +21,7 @@ from lth.report import paper as published
 from lth.report.contents import Report, RunReport
 from lth.report.figures import FigureFile
 from lth.report.load import RunData, engine_lines, record_line
+from lth.report.stability import Stability
 from lth.store import write_atomic
 
 VERDICT_MARKS = {
@@ -146,6 +147,14 @@ def outline(report: Report) -> Outline:
             page.add(Heading(3, r.run.label))
         _paper_section(page, r)
 
+    if any(r.stability is not None for r in runs):
+        page.add(Heading(2, "Stability to SGD noise"))
+        for r in runs:
+            if r.stability is not None:
+                if several:
+                    page.add(Heading(3, r.run.label))
+                _stability_section(page, r.stability)
+
     page.add(Heading(2, "Figures"))
     for figure in report.figures:
         page.add(Heading(3, figure.title), Figure(figure), Para(figure.caption))
@@ -259,6 +268,96 @@ def _mark(check: published.Check, comparison: published.PaperComparison) -> str:
     if check.verdict == published.NOT_TESTABLE:
         return f"{mark} at {comparison.iterations:,} iterations per level"
     return mark
+
+
+def _stability_section(page: Outline, stability: Stability) -> None:
+    """Instability per level and variant, per rewind iteration, and the ICML 2020 paper's claims."""
+    page.add(
+        Para(
+            "Instability (Frankle, Dziugaite, Roy & Carbin, ICML 2020): two copies of a network train "
+            "from the same weights with different SGD noise; it is the highest test error on the straight "
+            "line between them minus the mean of the two ends' (points; train error on a fixed subset of "
+            f"the training set). A network is stable below {100 * stability.threshold:g} points. Means "
+            "over trials, min–max in brackets where there are several."
+        )
+    )
+    levels = stability.by_level()
+    if not levels.empty:
+        page.add(
+            Table(
+                [
+                    "variant",
+                    "level",
+                    "Pm %",
+                    "trials",
+                    "instability (pt)",
+                    "train instability (pt)",
+                    "end test error %",
+                ],
+                [
+                    [
+                        row.variant,
+                        str(row.level),
+                        f"{row.percent_remaining:.1f}",
+                        str(row.trials),
+                        *_instability_cells(row),
+                    ]
+                    for row in levels.itertuples()
+                ],
+            )
+        )
+    rewinds = stability.by_rewind()
+    if not rewinds.empty:
+        page.add(
+            Para(
+                "Against the rewind iteration k (`lth instability`): the copies start from the level's "
+                "mask on θk."
+            )
+        )
+        page.add(
+            Table(
+                [
+                    "level",
+                    "Pm %",
+                    "k",
+                    "trials",
+                    "instability (pt)",
+                    "train instability (pt)",
+                    "end test error %",
+                ],
+                [
+                    [
+                        str(row.level),
+                        f"{row.percent_remaining:.1f}",
+                        str(row.rewind_iteration),
+                        str(row.trials),
+                        *_instability_cells(row),
+                    ]
+                    for row in rewinds.itertuples()
+                ],
+            )
+        )
+    if stability.experiment is None:
+        page.add(Para("No published claim on stability covers this run's model and data set."))
+        return
+    page.add(Para(f"Against **{stability.experiment['title']}** ({stability.experiment['source']}):"))
+    page.add(
+        Table(
+            ["claim", "source", "paper", "this run", "verdict"],
+            [
+                [c.text, c.source, c.paper, c.ours, VERDICT_MARKS.get(c.verdict, c.verdict)]
+                for c in stability.checks
+            ],
+        )
+    )
+
+
+def _instability_cells(row) -> list[str]:
+    def spread(column: str) -> str:
+        mean, low, high = (100 * getattr(row, f"{column}_{s}") for s in ("mean", "min", "max"))
+        return f"{mean:.2f}" if row.trials < 2 else f"{mean:.2f} [{low:.2f}–{high:.2f}]"
+
+    return [spread("instability"), spread("instability_train"), f"{100 * row.endpoint_test_error_mean:.2f}"]
 
 
 def _level_table(rows: pd.DataFrame, both: bool) -> Table:

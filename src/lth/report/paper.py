@@ -77,10 +77,20 @@ class PaperComparison:
 
 
 @cache
+def _paper_toml() -> dict[str, Any]:
+    return tomllib.loads(resources.files("lth.report").joinpath("paper.toml").read_text(encoding="utf-8"))
+
+
+def stability_experiments() -> list[dict[str, Any]]:
+    """paper.toml's `[[stability]]` entries: the ICML 2020 paper's claims on instability, which
+    `report/stability.py` checks."""
+    return _paper_toml().get("stability", [])
+
+
+@cache
 def experiments() -> list[dict[str, Any]]:
     """The published experiments in paper.toml, each claim's `pm_counts` checked."""
-    text = resources.files("lth.report").joinpath("paper.toml").read_text(encoding="utf-8")
-    published = tomllib.loads(text)["experiment"]
+    published = _paper_toml()["experiment"]
     for claim in (c for experiment in published for c in experiment.get("claim", [])):
         pm_counts(claim)
     return published
