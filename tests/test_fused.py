@@ -259,3 +259,14 @@ def test_an_inexact_engine_is_told_apart_in_the_results_signature(tmp_path):
     assert result["engine"]["trainer"] == "sparse" and result["engine"]["trainer_exact"] is False
     assert "sparse engine" in signature(result["engine"])
     assert "engine" not in signature(result["engine"] | describe("fused"))
+
+
+def test_the_cli_lists_the_engines_and_refuses_an_unknown_one_in_one_line(capsys, tmp_path):
+    from lth.cli import main
+
+    assert main(["engines"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == ["fused", "sparse", "autograd"]
+    run = ["run", "lenet-mnist-quick", "--engine", "turbo", "--quiet", "--out", str(tmp_path)]
+    assert main(run) == 1
+    assert capsys.readouterr().err.strip().count("\n") == 0

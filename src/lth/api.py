@@ -36,17 +36,20 @@ def run(
     progress: bool = True,
     checkpoint_interval_s: float = 60.0,
     trials: Sequence[int] | None = None,
+    engine: str = "auto",
 ) -> pd.DataFrame:
     """Run (or resume) a lottery experiment; returns its summary, one row per (trial, variant, level).
 
     `config` is a `Config`, a preset name or a path to a TOML file. Results go to
     `out/<model>-<dataset>-<hash>/`; running the same config again does no finished work twice.
     `trials` runs only those of the config's trials (all by default), e.g. one at a time so each
-    finished trial can be recorded on its own; the summary holds every stored trial.
+    finished trial can be recorded on its own; the summary holds every stored trial. `engine`
+    says what computes the trainings (`lth engines`; "auto": the fastest exact one).
     """
     config = _config(config, overrides)
     splits, make_model = _data_and_model(config, data_dir)
-    return _run(config, splits, make_model, out, device, progress, checkpoint_interval_s, trials)
+    runtime = _runtime(device, progress, checkpoint_interval_s, engine)
+    return _run(config, splits, make_model, out, runtime, trials)
 
 
 def instability(
@@ -61,6 +64,7 @@ def instability(
     progress: bool = True,
     checkpoint_interval_s: float = 60.0,
     trials: Sequence[int] | None = None,
+    engine: str = "auto",
 ) -> pd.DataFrame:
     """Instability against the rewind iteration k (`lth instability`; docs/design.md,
     "Instability"): for the dense network (level 0) and the IMP subnetworks of `levels` (default:
@@ -77,7 +81,7 @@ def instability(
         config = dataclasses.replace(config, lottery=dataclasses.replace(config.lottery, levels=max(levels)))
     splits, make_model = _data_and_model(config, data_dir)
     ks = rewinding.check_rewinds(rewind, level_iterations(config, splits).total)  # before anything is written
-    runtime = _runtime(device, progress, checkpoint_interval_s)
+    runtime = _runtime(device, progress, checkpoint_interval_s, engine)
     experiment = open_experiment(config, splits, make_model, out, runtime)
     experiment.run(trials, last_level=max(levels))
     chosen = range(config.lottery.trials) if trials is None else trials
@@ -141,7 +145,7 @@ def find_tickets(
         data=dataclasses.replace(config.data, dataset=splits.name),
         model=dataclasses.replace(config.model, name=f"module:{type(model).__name__}:{architecture}"),
     )
-    return _run(config, splits, lambda: copy.deepcopy(template), out, device, progress, 60.0)
+    return _run(config, splits, lambda: copy.deepcopy(template), out, _runtime(device, progress, 60.0))
 
 
 def _config(config: Config | str | None, overrides: list[str] | None = None) -> Config:
@@ -243,12 +247,9 @@ def _run(
     splits: datasets.Splits,
     make_model,
     out: str | Path,
-    device: str,
-    progress: bool,
-    checkpoint_interval_s: float,
+    runtime: Runtime,
     trials: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    runtime = _runtime(device, progress, checkpoint_interval_s)
     experiment = open_experiment(config, splits, make_model, out, runtime)
     rows = experiment.run(trials)
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
@@ -266,9 +267,12 @@ def _data_and_model(
     return splits, model_factory(config, splits)
 
 
-def _runtime(device: str, progress: bool, checkpoint_interval_s: float) -> Runtime:
+def _runtime(device: str, progress: bool, checkpoint_interval_s: float, engine: str = "auto") -> Runtime:
     return Runtime(
-        device=resolve_device(device), progress=progress, checkpoint_interval_s=checkpoint_interval_s
+        device=resolve_device(device),
+        progress=progress,
+        checkpoint_interval_s=checkpoint_interval_s,
+        engine=engine,
     )
 
 

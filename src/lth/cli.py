@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     variants = sub.add_parser("variants", help="list the variants a level trains (lottery.variants)")
     variants.set_defaults(command=_variants)
 
+    engines = sub.add_parser("engines", help="list the engines that can compute a training (--engine)")
+    engines.set_defaults(command=_engines)
+
     data = sub.add_parser("data", help="data sets")
     data_sub = data.add_subparsers(required=True, metavar="ACTION")
     fetch = data_sub.add_parser("fetch", help="download and verify a data set")
@@ -242,6 +245,13 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how often a level under way saves its progress (default: 60)",
     )
+    parser.add_argument(
+        "--engine",
+        default="auto",
+        metavar="NAME",
+        help="what computes the trainings: auto (the fastest bit-exact engine that applies) or a "
+        "name from `lth engines`",
+    )
 
 
 def _int_list(text: str) -> list[int]:
@@ -296,6 +306,7 @@ def _run_arguments(args: argparse.Namespace) -> tuple[Config, dict[str, Any]]:
         "progress": not args.quiet,
         "checkpoint_interval_s": args.checkpoint_every,
         "trials": args.trials,
+        "engine": args.engine,
     }
     return config, options
 
@@ -343,6 +354,14 @@ def _variants(args: argparse.Namespace) -> int:
 
     internal = "  [trained when the strategy needs it]"
     return _listing([(v.name, v.description + (internal if v.internal else "")) for v in variants.table()])
+
+
+def _engines(args: argparse.Namespace) -> int:
+    from lth.training.engines import ONE_MODEL
+
+    exact = {True: "autograd's numbers bit for bit", False: "equal within rounding; only when named"}
+    rows = [(name, f"{e.description}; any {e.needs}  [{exact[e.exact]}]") for name, e in ONE_MODEL.items()]
+    return _listing(rows)
 
 
 def _criteria(args: argparse.Namespace) -> int:

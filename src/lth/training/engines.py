@@ -47,8 +47,7 @@ ONE_MODEL: dict[str, Choice] = {
         exact=True,
     ),
     "sparse": Choice(
-        "the fused step, stepping only surviving weights, with sparse products in large layers "
-        "at low density; equal within rounding",
+        "the fused step over surviving weights only, sparse products in large sparse layers",
         "flatten → (Linear → ReLU)* → Linear network",
         _is_mlp,
         functools.partial(FusedMLP, survivors=True, sparse=True),
