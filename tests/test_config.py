@@ -47,19 +47,26 @@ PINNED_HASHES = {
     "conv2-cifar10": "65f7581a718c47f9",
     "conv2-cifar10-dropout": "32c60dd645505b7e",
     "conv2-fashion-mnist": "e2ba3e7d1e9987dd",
+    "conv2-fashion-mnist-instability": "e2ba3e7d1e9987dd",  # instability is not hashed: its base's
     "conv4-cifar10": "5aaf21ebfcda9c24",
     "conv4-cifar10-dropout": "00cd4c3e8b9921eb",
     "conv6-cifar10": "84989de7f7489a13",
     "conv6-cifar10-dropout": "ce1a9912704082fc",
     "lenet-mnist": "44136fa355b3678a",
     "lenet-mnist-finetune": "dfe3ed97f4d0ea4b",
+    "lenet-mnist-instability": "44136fa355b3678a",
+    "lenet-mnist-instability-quick": "3ad41ea957b74ca9",
     "lenet-mnist-lr-rewind": "a1db71d9ba27d4fc",
     "lenet-mnist-quick": "3ad41ea957b74ca9",
     "resnet18-cifar10": "02ff91744505659e",
+    "resnet18-cifar10-instability": "02ff91744505659e",
     "resnet18-cifar10-nowarmup": "c4bfb286752b93b7",
+    "resnet18-cifar10-nowarmup-instability": "c4bfb286752b93b7",
     "resnet18-cifar10-rewind500": "634a012f261dc9bc",
     "vgg19-cifar10": "1f8256f22bc4a4e2",
+    "vgg19-cifar10-instability": "1f8256f22bc4a4e2",
     "vgg19-cifar10-nowarmup": "7040065f9ccfdddc",
+    "vgg19-cifar10-nowarmup-instability": "7040065f9ccfdddc",
     "vgg19-cifar10-rewind100": "06f17f0cbd9aa72e",
 }
 
@@ -73,6 +80,9 @@ def test_how_much_to_run_does_not_change_the_hash_but_what_to_compute_does():
     base = load_preset("lenet-mnist")
     assert with_overrides(base, ["lottery.trials=2", "lottery.levels=3"]).hash() == base.hash()
     assert with_overrides(base, ["lottery.variants=['imp']"]).hash() == base.hash()
+    measured = ["lottery.instability=[0, 3]", "lottery.instability_points=5"]
+    measured.append("lottery.instability_bn=reestimated")
+    assert with_overrides(base, measured).hash() == base.hash()
     assert with_overrides(base, ["training.lr=0.001"]).hash() != base.hash()
     assert with_overrides(base, ["lottery.rewind_step='500it'"]).hash() != base.hash()
 
