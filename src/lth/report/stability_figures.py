@@ -32,6 +32,7 @@ from lth.report.load import RunData
 from lth.report.stability import Stability, level_path, rewind_path
 
 Measured = Sequence[tuple[RunData, Stability]]
+PANELS_PER_ROW = 3
 Builder = tuple[str, str, str, Callable[[], Figure | None]]
 
 
@@ -90,8 +91,15 @@ def paths_figure(measured: Measured) -> Figure | None:
     panels = [(title, lines) for title, lines in panels if lines]
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False, sharey=True)
-    for ax, (title, lines) in zip(axes[0], panels, strict=True):
+    columns = min(len(panels), PANELS_PER_ROW)
+    grid_rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(
+        grid_rows, columns, figsize=(4.6 * columns, 3.9 * grid_rows), squeeze=False, sharey=True
+    )
+    flat = list(axes.flat)
+    for ax in flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (title, lines) in zip(flat, panels, strict=False):
         colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(lines)))
         for color, (label, paths) in zip(colors, lines, strict=True):
             alpha = paths[0]["alpha"]
@@ -100,7 +108,8 @@ def paths_figure(measured: Measured) -> Figure | None:
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("Interpolation α (copy A at 0, copy B at 1)")
         ax.legend(loc="best", fontsize=7.5)
-    axes[0][0].set_ylabel("Test error (%)")
+    for row in axes:
+        row[0].set_ylabel("Test error (%)")
     fig.suptitle(_title([run for run, _ in measured]), fontsize=11)
     fig.tight_layout()
     return fig
