@@ -98,14 +98,18 @@ def engine(device: torch.device, max_replicas: int) -> dict[str, Any]:
 
 def signature(engine: dict[str, Any] | None) -> str:
     """The settings of `engine` that change numbers beyond the last digit, as one label:
-    the device, the PyTorch build, one model at a time or vmapped replicas, and the thread count
-    unless MKL's sums are strict, and an engine that is not bit-exact (training/engines.py).
-    Results stored before engines were recorded say "unrecorded"."""
+    the device, the PyTorch build, the thread count unless MKL's sums are strict, and an engine
+    whose numbers are not one model's bit for bit (vmapped replicas, the sparse engine:
+    training/engines.py). Results stored before engines were recorded say "unrecorded"."""
     if not engine:
         return "unrecorded"
     strict = str(engine.get("mkl_cbwr", "")).upper().endswith(",STRICT")
     sums = "" if strict or engine["device"] != "cpu" else f", {engine['threads']} threads"
-    trainer = f"replicas up to {engine['max_replicas']}" if engine["max_replicas"] > 1 else "one model"
-    if engine.get("trainer_exact") is False:  # an engine equal to autograd's only within rounding
-        trainer += f" ({engine['trainer']} engine)"
+    exact = engine.get("trainer_exact")  # absent before engines were named
+    if exact is None:
+        trainer = f"replicas up to {engine['max_replicas']}" if engine["max_replicas"] > 1 else "one model"
+    elif exact:  # one model's numbers, however computed (training/engines.py)
+        trainer = "one model"
+    else:
+        trainer = f"{engine['trainer']} engine, groups up to {engine['max_replicas']}"
     return f"torch {engine['torch']} on {engine['device']}, {trainer}{sums}"

@@ -40,7 +40,7 @@ from lth.seeds import derive_seed
 from lth.steps import Step
 from lth.store import LevelDir, RunStore
 from lth.training import HISTORY_COLUMNS, TrainResult, iterations_per_epoch, train
-from lth.training.engines import describe, engine_name
+from lth.training.engines import ONE_MODEL, describe, engine_name
 from lth.training.loop import TrainingSteps, make_schedule
 from lth.training.replicas import replicable, train_replicas
 
@@ -90,7 +90,7 @@ class Outcome:
     result: TrainResult
     wall_time_s: float
     replicas: int
-    trainer: str = "replicas"  # the one-model engine's name (training/engines.py), or replicas
+    trainer: str = "replicas"  # the engine's name (training/engines.py: a one-model or replica engine)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:
@@ -435,10 +435,13 @@ class Experiment:
                 capture_at=group[0].capture_at,
                 checkpoint=checkpoint,
                 on_progress=self._bar.update if self._bar is not None else None,
+                engine=self._trainer,
             )
             wall = (time.perf_counter() - began) / len(group)
+            trainer = ONE_MODEL[self._trainer].replicas_name
             outcomes = [
-                Outcome(m.state_dict(), r, wall, len(group)) for m, r in zip(models, results, strict=True)
+                Outcome(m.state_dict(), r, wall, len(group), trainer)
+                for m, r in zip(models, results, strict=True)
             ]
             # Every outcome is saved before any is written out: a process stopped in between
             # writes the rest from here, rather than recomputing them in another group.

@@ -3,7 +3,8 @@
 `autograd` trains any module; `fused` trains fully connected ReLU networks (`fused.mlp_layers`)
 with a hand-written step, the same numbers bit for bit on a CPU (tests/test_fused.py) in less
 time (benchmarks/RESULTS.md); `sparse` makes that step's cost fall with the ticket, equal within
-rounding. "auto" takes the first exact engine that applies. Which one trained a result is
+rounding. "auto" takes the first exact engine that applies. Each also names the engine of its
+replica groups (`FusedReplicas`, or `ReplicaGroup`'s vmap for autograd). Which one trained a result is
 recorded with it (`describe`). Replica groups have their own engine (replicas.py).
 """
 
@@ -20,8 +21,9 @@ from lth.data import Splits
 from lth.errors import ConfigError
 from lth.pruning import Mask
 from lth.training.autograd import OneModel
-from lth.training.engine import OneModelEngine
+from lth.training.engine import Engine, OneModelEngine
 from lth.training.fused import FusedMLP, mlp_layers
+from lth.training.fused_replicas import FusedReplicas
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,16 @@ class Choice:
     applies: Callable[[nn.Module], bool]
     build: Callable[..., OneModelEngine]  # (model, data, config, *, seed, mask, augment)
     exact: bool  # the autograd engine's numbers bit for bit; "auto" picks only these
+    build_replicas: Callable[..., Engine]  # (models, data, config, *, seeds, masks, augment)
+    replicas_name: str  # what result.json calls a replica group's engine
+    replicas_exact: bool  # its groups give separate trainings' numbers bit for bit
+
+
+def _vmap_replicas(*args, **kwargs) -> Engine:
+    # Imported here: replicas.py imports the training loop, which imports this module.
+    from lth.training.replicas import ReplicaGroup
+
+    return ReplicaGroup(*args, **kwargs)
 
 
 def _is_mlp(model: nn.Module) -> bool:
@@ -45,6 +57,9 @@ ONE_MODEL: dict[str, Choice] = {
         _is_mlp,
         FusedMLP,
         exact=True,
+        build_replicas=FusedReplicas,
+        replicas_name="fused replicas",
+        replicas_exact=True,
     ),
     "sparse": Choice(
         "the fused step over surviving weights only, sparse products in large sparse layers",
@@ -52,8 +67,20 @@ ONE_MODEL: dict[str, Choice] = {
         _is_mlp,
         functools.partial(FusedMLP, survivors=True, sparse=True),
         exact=False,
+        build_replicas=FusedReplicas,  # dense: replicas of different masks share no sparsity
+        replicas_name="fused replicas",
+        replicas_exact=True,
     ),
-    "autograd": Choice("autograd and torch.optim", "module", lambda model: True, OneModel, exact=True),
+    "autograd": Choice(
+        "autograd and torch.optim",
+        "module",
+        lambda model: True,
+        OneModel,
+        exact=True,
+        build_replicas=lambda *args, **kwargs: _vmap_replicas(*args, **kwargs),
+        replicas_name="vmap replicas",
+        replicas_exact=False,
+    ),
 }
 CHOICES = ("auto", *ONE_MODEL)
 
@@ -73,10 +100,13 @@ def engine_name(choice: str, model: nn.Module) -> str:
 
 
 def describe(name: str) -> dict[str, str | bool]:
-    """What result.json records of the engine `name` (or "replicas"): its name, and for a
-    one-model engine whether its numbers are the autograd engine's bit for bit
-    (`environment.signature` tells results apart where not)."""
-    return {"trainer": name} | ({"trainer_exact": ONE_MODEL[name].exact} if name in ONE_MODEL else {})
+    """What result.json records of the engine `name` (a one-model engine, or a replica engine's
+    `replicas_name`): its name, and whether its numbers are those of one model trained alone by
+    the autograd engine, bit for bit (`environment.signature` tells results apart where not)."""
+    exact = {n: c.exact for n, c in ONE_MODEL.items()} | {
+        c.replicas_name: c.replicas_exact for c in ONE_MODEL.values()
+    }
+    return {"trainer": name, "trainer_exact": exact[name]}
 
 
 def one_model(

@@ -117,7 +117,7 @@ class FusedMLP:
         self.params = dict(model.named_parameters())
         self.names = list(self.params)
         # One buffer each for the values, gradients and mask; every parameter is a view of a slice.
-        self.slices = _slices({name: p.numel() for name, p in self.params.items()})
+        self.slices = flat_slices({name: p.numel() for name, p in self.params.items()})
         self.flat = torch.cat([p.detach().reshape(-1) for p in self.params.values()]).to(device)
         self.grad = torch.zeros_like(self.flat)
         keep = torch.ones_like(self.flat)
@@ -138,7 +138,7 @@ class FusedMLP:
             stepped, stepped_grad = self.value, self.gradient
         else:
             self.compact, self.compact_grad = self.flat[self.live], torch.empty(len(self.live), device=device)
-            self.live_slices = _slices({name: int(keep[s].sum()) for name, s in self.slices.items()})
+            self.live_slices = flat_slices({name: int(keep[s].sum()) for name, s in self.slices.items()})
             stepped = {n: self.compact[s] for n, s in self.live_slices.items()}
             stepped_grad = {n: self.compact_grad[s] for n, s in self.live_slices.items()}
         self.optimizer = FusedOptimizer(list(stepped.values()), list(stepped_grad.values()), config)
@@ -199,7 +199,7 @@ class FusedMLP:
         x = augmented(self.x, self.seed, iteration) if self.augment else self.x
         inputs: list[torch.Tensor] = []
         logits = self._forward(x, inputs)
-        g = _cross_entropy_grad(logits, self.y)
+        g = cross_entropy_grad(logits, self.y)
         sparse_grads = {}
         for i in reversed(range(len(self.weight_names))):
             h, w = inputs[i], self.weight_names[i]
@@ -385,7 +385,7 @@ class FusedOptimizer:
         self.torch.load_state_dict(state)
 
 
-def _slices(sizes: dict[str, int]) -> dict[str, slice]:
+def flat_slices(sizes: dict[str, int]) -> dict[str, slice]:
     """Consecutive slices of a flat buffer, one per name, of the given sizes."""
     slices, offset = {}, 0
     for name, size in sizes.items():
@@ -393,7 +393,7 @@ def _slices(sizes: dict[str, int]) -> dict[str, slice]:
     return slices
 
 
-def _cross_entropy_grad(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def cross_entropy_grad(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """d(mean cross-entropy)/d(logits), (softmax − one-hot) / batch, by the kernels autograd's
     backward uses, so that it is the same to the last bit."""
     log_p = torch.log_softmax(logits, 1)

@@ -33,6 +33,7 @@ from lth.data import Split, Splits
 from lth.errors import LthError
 from lth.pruning import Mask
 from lth.training.engine import BatchOrder, MaskedUpdate, augmented
+from lth.training.engines import ONE_MODEL, engine_name
 from lth.training.evaluate import eval_batch_size
 from lth.training.loop import Checkpoint, TrainResult, run
 
@@ -139,7 +140,7 @@ class ReplicaGroup:
         if masks is not None:
             for model, mask in zip(models, masks, strict=True):
                 mask.to(device).apply_(model)
-        self.stack = Replicas(models)
+        self.stack, self.models = Replicas(models), list(models)
         self.replicas = self.stack.k
         masked = (
             [(self.stack.params[name], torch.stack([m[name] for m in masks]).to(device)) for name in masks[0]]
@@ -185,6 +186,10 @@ class ReplicaGroup:
     def copy_weights(self) -> list[dict[str, torch.Tensor]]:
         return [self.stack.state_dict(r) for r in range(self.replicas)]
 
+    def write_back(self) -> None:
+        """Copy each replica's weights into its model, as `train` leaves a model trained."""
+        self.stack.write_back(self.models)
+
     def snapshot(self) -> dict[str, Any]:
         """Each replica's weights and optimiser state as `OneModel.snapshot` has them."""
         full = self.update.optimizer.state_dict()
@@ -229,11 +234,13 @@ def train_replicas(
     capture_at: int | None = None,
     checkpoint: Checkpoint | None = None,
     on_progress: Callable[[int], None] | None = None,
+    engine: str = "auto",
 ) -> list[TrainResult]:
     """`train` for each of `models` at once: replica k has seed `seeds[k]` and mask `masks[k]`;
     all share the config, start and `capture_at`, and `checkpoint` saves them all in one go.
     Each model is left trained in place, as `train` leaves it. `on_progress` counts iterations
-    summed over replicas.
+    summed over replicas. `engine` is the one-model engine's name (or "auto"); its replica engine
+    computes the group (`engines.ONE_MODEL`).
     """
     if len(seeds) != len(models) or (masks is not None and len(masks) != len(models)):
         raise ValueError("train_replicas needs one seed (and one mask, if any) per model")
@@ -241,7 +248,8 @@ def train_replicas(
         raise LthError(
             "models with dropout or batch norm cannot be trained as replicas; train them one by one"
         )
-    group = ReplicaGroup(models, data, config, seeds=seeds, masks=masks, augment=augment)
+    choice = ONE_MODEL[engine_name(engine, models[0])]
+    group = choice.build_replicas(models, data, config, seeds=seeds, masks=masks, augment=augment)
     results = run(
         group,
         data,
@@ -252,7 +260,7 @@ def train_replicas(
         checkpoint=checkpoint,
         on_progress=on_progress,
     )
-    group.stack.write_back(models)
+    group.write_back()
     return results
 
 
