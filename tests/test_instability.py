@@ -2,6 +2,9 @@
 network trained with different SGD noise, measured on tiny networks and data."""
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -28,7 +31,7 @@ from lth.report.stability import Stability, check_claims
 from lth.report.stability_figures import builders as stability_figures
 from lth.store import FileCheckpoint, RunStore, read_tensors
 from lth.training import evaluate
-from tests.helpers import lth, tiny_config, tiny_splits
+from tests.helpers import lth, tiny_config, tiny_splits, wait_for
 
 DATA = tiny_splits()
 TRAINING = TrainingConfig(steps="40it", eval_every="20it", batch_size=30)
@@ -418,3 +421,54 @@ def test_the_papers_stability_claims_hold_fail_or_are_not_reached():
         _claims([("random", 3, 51.3, 0.01), ("random", 15, 3.6, 0.012)], {})["controls_unstable"]
         == "does not hold"
     )
+
+
+_KILLABLE = """
+import sys
+from lth.lottery import Experiment, Runtime
+from lth.models import build
+from lth.store import RunStore
+from tests.helpers import tiny_config, tiny_splits
+
+data = tiny_splits()
+config = tiny_config(
+    "lottery.levels=0", "training.steps='150it'", "lottery.instability=[0]", "lottery.variants=['imp']"
+)
+store = RunStore(sys.argv[1], config)
+make_model = lambda: build("lenet300", data.input_shape, data.num_classes, hidden=(32, 16))
+Experiment(config, data, make_model, store, Runtime(progress=False, checkpoint_interval_s=0.0)).run()
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_while_the_copy_trains_then_rerun_gives_the_same_instability(tmp_path):
+    """A real SIGKILL, in a process of its own, once the second copy has checkpointed and before
+    the measurement is done; run again, it ends with an unbroken run's numbers."""
+    root = Path(__file__).resolve().parents[1]
+
+    def start(out: Path) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", _KILLABLE, str(out)], cwd=root)
+
+    assert start(tmp_path / "clean").wait() == 0
+    process = start(tmp_path / "killed")
+    checkpoint = wait_for(
+        f"*/trial_0/imp/level_00/{layout.COPY_CHECKPOINT}",
+        tmp_path / "killed",
+        lambda: process.poll() is None,
+    )
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (checkpoint.parent / layout.INSTABILITY).exists(), (
+        "killed too late: the measurement had finished"
+    )
+    assert start(tmp_path / "killed").wait() == 0
+    [clean] = (tmp_path / "clean").glob(f"*/{layout.INSTABILITY_CSV}")
+    [resumed] = (tmp_path / "killed").glob(f"*/{layout.INSTABILITY_CSV}")
+    assert resumed.read_text() == clean.read_text()
+    paths = [
+        json.loads(p.parent.joinpath("trial_0/imp/level_00", layout.INSTABILITY).read_text())
+        for p in (clean, resumed)
+    ]
+    assert [{k: v for k, v in p.items() if k != "wall_time_s"} for p in paths] == [
+        {k: v for k, v in paths[0].items() if k != "wall_time_s"}
+    ] * 2
