@@ -1,9 +1,10 @@
 """Benchmark group: lth's one-model engines on LeNet-300-100 / MNIST, step by step, at several Pm.
 
-Per sparsity, turns of: the autograd engine's step, the fused engine's step, the fused engine with
-survivors-only optimiser state, and the bare products of a step (the three forward products,
-three weight gradients and two input gradients, at LeNet's shapes, nothing else). Each turn is
-`steps` steps of one engine built on the same masked weights; ratios are taken per turn.
+Per sparsity, turns of: the autograd engine's step, the fused engine's step, the sparse engine's
+step (survivors-only optimiser, CSR products where `fused.sparse_pays`), the fused engine's step
+on the dense network (the cost a ticket's should fall from), and the bare products of a dense step
+(three forward products, three weight gradients and two input gradients at LeNet's shapes,
+nothing else). Each turn is `steps` steps of one engine; ratios are taken per turn.
 """
 
 from __future__ import annotations
@@ -74,62 +75,54 @@ def run(ctx: Context) -> GroupResult:
                 m = copy.deepcopy(model)
                 if kind == "autograd":
                     return OneModel(m, splits, config, seed=0, mask=mask, augment=False)
+                if kind == "dense":
+                    return FusedMLP(m, splits, config, seed=0, mask=None, augment=False)
+                sparse = kind == "sparse"
                 return FusedMLP(
-                    m, splits, config, seed=0, mask=mask, augment=False, survivors=kind == "survivors"
+                    m, splits, config, seed=0, mask=mask, augment=False, survivors=sparse, sparse=sparse
                 )
 
             return make
 
-        cases = {kind: _steps(engine(kind), steps) for kind in ("autograd", "fused", "survivors")}
+        kinds = ("autograd", "fused", "sparse", "dense")
+        cases = {kind: _steps(engine(kind), steps) for kind in kinds}
         bare = _bare_products(workload.batch_size, sizes)
         cases["products"] = Case(run=lambda _, bare=bare: [bare() for _ in range(steps)])
         samples = interleaved(cases, repeats, warmup=1)
         seconds = {name: s.seconds for name, s in samples.items()}
         speedup = ratios(seconds["autograd"], seconds["fused"])
         over_products = ratios(seconds["fused"], seconds["products"])
-        survivors = ratios(seconds["fused"], seconds["survivors"])
+        sparse = ratios(seconds["fused"], seconds["sparse"])
+        falls = ratios(seconds["dense"], seconds["sparse"])
         per_step = {name: statistics.median(v) / steps for name, v in seconds.items()}
-        rows.append(
+        rows += [
             Row(
                 f"Pm {pm:.1f}%: autograd ÷ fused step time",
                 spread_text(speedup.median, speedup.low, speedup.high),
                 f"{seconds_text(per_step['autograd'])} vs {seconds_text(per_step['fused'])} per step",
-            )
-        )
-        rows.append(
+            ),
             Row(
-                f"Pm {pm:.1f}%: fused step ÷ its bare products",
+                f"Pm {pm:.1f}%: fused step ÷ a dense step's bare products",
                 spread_text(over_products.median, over_products.low, over_products.high),
                 f"products {seconds_text(per_step['products'])} per step",
-            )
-        )
-        rows.append(
+            ),
             Row(
-                f"Pm {pm:.1f}%: fused ÷ survivors-only step time",
-                spread_text(survivors.median, survivors.low, survivors.high),
-                f"{seconds_text(per_step['survivors'])} per step",
-            )
-        )
+                f"Pm {pm:.1f}%: fused ÷ sparse engine step time",
+                spread_text(sparse.median, sparse.low, sparse.high),
+                f"sparse {seconds_text(per_step['sparse'])} per step",
+            ),
+            Row(
+                f"Pm {pm:.1f}%: dense network's fused step ÷ sparse engine step",
+                spread_text(falls.median, falls.low, falls.high),
+                f"dense {seconds_text(per_step['dense'])} per step",
+            ),
+        ]
         data["levels"][f"{pm:.1f}"] = {
             "rounds": rounds,
             "seconds_per_turn": seconds,
             "autograd_over_fused": speedup.as_dict(),
             "fused_over_products": over_products.as_dict(),
-            "fused_over_survivors": survivors.as_dict(),
+            "fused_over_sparse": sparse.as_dict(),
+            "dense_over_sparse": falls.as_dict(),
         }
-    # Dense against the sparsest level's faster engine, turn by turn (turns minutes apart).
-    dense, sparsest = data["levels"]["100.0"]["seconds_per_turn"], list(data["levels"].values())[-1]
-    fastest = [
-        min(pair)
-        for pair in zip(*(sparsest["seconds_per_turn"][k] for k in ("fused", "survivors")), strict=True)
-    ]
-    falls = ratios(dense["fused"], fastest)
-    rows.append(
-        Row(
-            f"dense fused step ÷ fastest step at Pm {pm:.1f}%",
-            spread_text(falls.median, falls.low, falls.high),
-            "how the cost falls with the ticket",
-        )
-    )
-    data["dense_over_sparsest"] = falls.as_dict()
     return GroupResult(title=f"engines: {workload.description}, {steps} steps a turn", rows=rows, data=data)
