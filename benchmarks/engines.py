@@ -95,27 +95,31 @@ def run(ctx: Context) -> GroupResult:
         sparse = ratios(seconds["fused"], seconds["sparse"])
         falls = ratios(seconds["dense"], seconds["sparse"])
         per_step = {name: statistics.median(v) / steps for name, v in seconds.items()}
-        rows += [
-            Row(
-                f"Pm {pm:.1f}%: autograd ÷ fused step time",
-                spread_text(speedup.median, speedup.low, speedup.high),
+        measured = [
+            (
+                "autograd ÷ fused step time",
+                speedup,
                 f"{seconds_text(per_step['autograd'])} vs {seconds_text(per_step['fused'])} per step",
             ),
-            Row(
-                f"Pm {pm:.1f}%: fused step ÷ a dense step's bare products",
-                spread_text(over_products.median, over_products.low, over_products.high),
+            (
+                "fused step ÷ a dense step's bare products",
+                over_products,
                 f"products {seconds_text(per_step['products'])} per step",
             ),
-            Row(
-                f"Pm {pm:.1f}%: fused ÷ sparse engine step time",
-                spread_text(sparse.median, sparse.low, sparse.high),
+            (
+                "fused ÷ sparse engine step time",
+                sparse,
                 f"sparse {seconds_text(per_step['sparse'])} per step",
             ),
-            Row(
-                f"Pm {pm:.1f}%: dense network's fused step ÷ sparse engine step",
-                spread_text(falls.median, falls.low, falls.high),
+            (
+                "dense network's fused step ÷ sparse engine step",
+                falls,
                 f"dense {seconds_text(per_step['dense'])} per step",
             ),
+        ]
+        rows += [
+            Row(f"Pm {pm:.1f}%: {label}", spread_text(spread.median, spread.low, spread.high), context)
+            for label, spread, context in measured
         ]
         data["levels"][f"{pm:.1f}"] = {
             "rounds": rounds,
