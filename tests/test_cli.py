@@ -112,3 +112,16 @@ def test_sigkill_in_the_middle_of_a_level_then_rerun_gives_the_same_summary(tmp_
     [resumed_summary] = out.glob("*/summary.csv")
     assert resumed_summary.read_text() == clean_summary.read_text()
     assert not list(out.rglob("*.tmp")), "a temporary file was left behind"
+
+
+def test_run_trials_runs_only_the_trials_named(tmp_path):
+    """`lth run --trials 1` trains trial 1 alone (a long record is run and committed trial by trial);
+    a trial outside the config is one line."""
+    sets = ["--set", "training.steps='20it'", "--set", "lottery.levels=0", "--set", "lottery.trials=2"]
+    out = lth("run", "lenet-mnist-quick", *sets, "--trials", "1", "--quiet", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    (run_dir,) = tmp_path.iterdir()
+    assert sorted(p.name for p in run_dir.glob("trial_*")) == ["trial_1"]
+    bad = lth("run", "lenet-mnist-quick", *sets, "--trials", "2", "--quiet", "--out", str(tmp_path))
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "lth: error: trials [2] are not all among the config's 0..1"
