@@ -117,14 +117,18 @@ def test_environment_says_when_a_trials_trainings_mixed_engines(half, tmp_path):
     write_record(half, out)
     level = layout.level_dir(out, 0, "imp", 3) / layout.RESULT
     result = json.loads(level.read_text())
-    result["engine"]["max_replicas"] = 8  # as if a later level had trained as replicas
+    # As if a later level had trained as vmapped replicas, whose numbers are not one model's.
+    result["engine"] |= {"max_replicas": 8, "trainer": "vmap replicas", "trainer_exact": False}
     level.write_text(json.dumps(result))
     write_record(half, out, trials=[])  # rewrites environment.json from the record's own files
     env = json.loads((out / layout.ENVIRONMENT).read_text())
     version = result["engine"]["torch"]
     assert env["mixed_engines"] is True
     assert env["mixed_trials"] == {
-        "0": [f"torch {version} on cpu, one model", f"torch {version} on cpu, replicas up to 8"]
+        "0": [
+            f"torch {version} on cpu, one model",
+            f"torch {version} on cpu, vmap replicas engine, groups up to 8",
+        ]
     }
     assert [e["trainings"] for e in env["engines"]] == [9, 1]
 

@@ -20,8 +20,10 @@ from tests.helpers import LEVEL_1_CHECKPOINT, alive, kill_inside_level_1, lth, w
 
 # Tiny real work: LeNet-300-100 on MNIST, level 0 and level 1, the ticket only.
 TINY = {"training.steps": "100it", "lottery.levels": 1, "lottery.variants": ["imp"]}
-# Long enough to kill a worker inside level 1 (checkpoints at 100 and 200 with --checkpoint-every 0).
-KILLABLE = {**TINY, "training.steps": "300it"}
+# Long enough to kill a worker inside level 1 (checkpoints every 100 with --checkpoint-every 0),
+# and for a sweep still to be training when a test interrupts it after its first result: the fused
+# engine trains 300 iterations in about a second, and a loaded machine can starve the test's polling.
+KILLABLE = {**TINY, "training.steps": "1000it"}
 
 
 def write_sweep(path: Path, *, fixed: dict, grid: dict | None = None, trials: int = 2) -> Path:
