@@ -310,6 +310,9 @@ def test_a_sweep_interrupted_or_killed_then_run_again_finishes_only_what_is_miss
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            # Ctrl-C as a terminal delivers it: a suite started in the background (`make test &`)
+            # inherits SIGINT ignored, and an ignored signal stays ignored across exec.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
     process = start()
