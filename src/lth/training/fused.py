@@ -74,6 +74,14 @@ def mlp_layers(model: nn.Module) -> list[nn.Linear] | None:
     return layers
 
 
+def layer_parameters(model: nn.Module, layers: list[nn.Linear]) -> tuple[list[str], list[str | None]]:
+    """The names (in `model.named_parameters()`) of each layer's weight and bias (None if none)."""
+    by_param = {id(p): name for name, p in model.named_parameters()}
+    weights = [by_param[id(layer.weight)] for layer in layers]
+    biases = [by_param[id(layer.bias)] if layer.bias is not None else None for layer in layers]
+    return weights, biases
+
+
 def _is_flatten(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     """Flattening all but the batch dimension, written any of the usual ways."""
     if node.op == "call_module":
@@ -128,9 +136,7 @@ class FusedMLP:
         self.value, self.gradient = self._views(self.flat), self._views(self.grad)
         # Weight gradients are written as autograd computes them, xᵀg in [in, out]: see `step`.
         self.gradient_t = {name: view.t() for name, view in self.gradient.items() if view.dim() == 2}
-        by_param = {id(p): name for name, p in self.params.items()}
-        self.weight_names = [by_param[id(layer.weight)] for layer in layers]
-        self.bias_names = [by_param[id(layer.bias)] if layer.bias is not None else None for layer in layers]
+        self.weight_names, self.bias_names = layer_parameters(model, layers)
 
         # Survivors only: the optimiser steps a compact copy of the live entries.
         self.live = keep.nonzero().squeeze(1) if survivors and mask else None

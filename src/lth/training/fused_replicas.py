@@ -28,7 +28,7 @@ from lth.data import Split, Splits
 from lth.pruning import Mask
 from lth.training.engine import BatchOrder, augmented
 from lth.training.evaluate import eval_batch_size
-from lth.training.fused import FusedOptimizer, flat_slices, mlp_layers
+from lth.training.fused import FusedOptimizer, flat_slices, layer_parameters, mlp_layers
 
 
 class FusedReplicas:
@@ -69,9 +69,7 @@ class FusedReplicas:
         self.value, self.gradient = self._views(self.flat), self._views(self.grad)
         # xᵀg per replica, [K, in, out], written into the [K, out, in] gradient (see FusedMLP.step).
         self.gradient_t = {n: v.transpose(1, 2) for n, v in self.gradient.items() if v.dim() == 3}
-        by_param = {id(p): n for n, p in params.items()}
-        self.weight_names = [by_param[id(layer.weight)] for layer in layers]
-        self.bias_names = [by_param[id(layer.bias)] if layer.bias is not None else None for layer in layers]
+        self.weight_names, self.bias_names = layer_parameters(models[0], layers)
         # The optimiser steps each replica's parameters as their own tensors (views, replica by
         # replica), as separate trainings' optimisers do: over a stacked tensor, its vectorised
         # kernel would round elements at the seams between replicas differently.
