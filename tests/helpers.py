@@ -76,6 +76,22 @@ def tiny_config(*overrides: str, trials: int = 1) -> Config:
     return with_overrides(Config(), [*base, *overrides])
 
 
+def tiny_run(root: Path, config: Config, data: Splits, hidden: tuple[int, ...] = (32, 16)) -> Path:
+    """A real run of `config` on `data` under `root`, with a small LeNet (`hidden` units): every
+    level's masks, weights and results stored, as `lth run` stores them. Returns its directory."""
+    from lth.lottery import Experiment, Runtime
+    from lth.models import build
+    from lth.store import RunStore
+
+    store = RunStore(root, config)
+
+    def make_model():
+        return build("lenet300", data.input_shape, data.num_classes, hidden=hidden)
+
+    Experiment(config, data, make_model, store, Runtime(progress=False)).run()
+    return store.path
+
+
 def lth(*args: str, data_dir: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
     """`python -m lth ARGS` in a fresh process, as a user runs it (with `data_dir` as LTH_DATA_DIR)."""
     env = os.environ | ({"LTH_DATA_DIR": str(data_dir)} if data_dir else {})

@@ -14,8 +14,7 @@ import torch
 from lth.cli import main
 from lth.config import Config, load_preset, with_overrides
 from lth.errors import StoreError
-from lth.lottery import Experiment, Runtime, write_summary
-from lth.models import build
+from lth.lottery import write_summary
 from lth.report import Report, build_report
 from lth.report import paper as published
 from lth.report.build import load_runs
@@ -23,7 +22,7 @@ from lth.report.compare import differing_keys, labels
 from lth.report.findings import compute_findings
 from lth.report.load import describe_missing, read_run
 from lth.store import RunStore
-from tests.helpers import tiny_config, tiny_splits
+from tests.helpers import tiny_config, tiny_run, tiny_splits
 
 DATA = tiny_splits()
 FIGURES = (
@@ -40,14 +39,7 @@ def _config(*overrides: str) -> Config:
 
 
 def _real_run(root: Path, *overrides: str) -> Path:
-    config = _config(*overrides)
-    store = RunStore(root, config)
-
-    def make_model():
-        return build("lenet300", DATA.input_shape, DATA.num_classes, hidden=(32, 16))
-
-    Experiment(config, DATA, make_model, store, Runtime(progress=False)).run()
-    return store.path
+    return tiny_run(root, _config(*overrides), DATA)
 
 
 @pytest.fixture(scope="module")

@@ -90,13 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         "report.md and a self-contained report.html; several runs are overlaid and labelled by "
         "what differs between their configs.",
     )
-    report.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
-    report.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="where the figures and page go (default: RUN_DIR/report for one run, ./report for several)",
-    )
+    _run_dirs(report, "the figures and page", "report")
     report.add_argument(
         "--format", choices=("text", "json"), default="text", help="what to print: tables or JSON for scripts"
     )
@@ -108,6 +102,26 @@ def _parser() -> argparse.ArgumentParser:
         help="levels for the accuracy-during-training figure (default: up to 5, dense to sparsest)",
     )
     report.set_defaults(command=_report)
+
+    masks = sub.add_parser(
+        "masks",
+        help="what the masks keep: layer sparsity, overlaps, pixels, θ0 of survivors",
+        description="Analyse the stored masks of run directories: each layer's sparsity by level; "
+        "the overlap (Jaccard index) of masks across trials, across the runs given (same trial and "
+        "level), across consecutive levels and between the ticket and its controls, each beside "
+        "that of random masks with the same per-layer counts; the first layer's surviving weights "
+        "per input pixel; and θ0 of kept against pruned weights. Writes CSV, masks.json and "
+        "figures, and prints a table. A record keeps no masks: give its run directory.",
+    )
+    _run_dirs(masks, "the files", "masks")
+    masks.add_argument(
+        "--levels",
+        type=_int_list,
+        default=None,
+        metavar="L1,L2,…",
+        help="levels of the pixel maps; θ0 is compared at the deepest (default: up to 5 pruned levels)",
+    )
+    masks.set_defaults(command=_masks)
 
     record = sub.add_parser(
         "record",
@@ -254,6 +268,17 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _run_dirs(parser: argparse.ArgumentParser, what: str, folder: str) -> None:
+    """RUN_DIR … and --out, for a command that reads runs and writes `what` to a `folder`."""
+    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"where {what} go (default: RUN_DIR/{folder} for one run, ./{folder} for several)",
+    )
+
+
 def _int_list(text: str) -> list[int]:
     """An option's numbers separated by commas, e.g. `0,3,7`; argparse reports a bad one."""
     try:
@@ -385,6 +410,13 @@ def _report(args: argparse.Namespace) -> int:
 
     report = build_report(args.run_dirs, args.out, curve_levels=args.levels)
     print(report.to_json() if args.format == "json" else report.text())
+    return 0
+
+
+def _masks(args: argparse.Namespace) -> int:
+    from lth.report.masks import write_masks
+
+    print(write_masks(args.run_dirs, args.out, levels=args.levels).text())
     return 0
 
 

@@ -18,6 +18,9 @@ class DataSource:
     num_classes: int
     fetch: Callable[[Path, bool], Path]  # (root, progress) → folder holding the files
     read: Callable[[Path], Pixels]  # root → full training set and test set, as uint8 pixels
+    # One example's shape (C, H, W), known without reading the files: what a mask's first layer
+    # sees, so `lth masks` can draw it as an image of a run whose data is not at hand.
+    input_shape: tuple[int, ...]
 
 
 def _idx_source(ds: mnist.IdxDataset) -> DataSource:
@@ -26,6 +29,7 @@ def _idx_source(ds: mnist.IdxDataset) -> DataSource:
         num_classes=10,
         fetch=lambda root, progress: mnist.fetch_files(ds, root, progress=progress),
         read=lambda root: mnist.read(ds, root),
+        input_shape=(1, 28, 28),
     )
 
 
@@ -37,6 +41,7 @@ _SOURCES: dict[str, DataSource] = {
             num_classes=cifar.NUM_CLASSES,
             fetch=lambda root, progress: cifar.fetch_files(root, progress=progress),
             read=cifar.read,
+            input_shape=(3, 32, 32),
         ),
         _idx_source(mnist.FASHION_MNIST),
         _idx_source(mnist.MNIST),

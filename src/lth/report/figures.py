@@ -70,6 +70,10 @@ _STYLE = {
 PM_LABEL = "Percent of weights remaining (Pm, log scale)"
 
 
+# A figure to draw: (file stem, title, caption, a function drawing it or returning None).
+Builder = tuple[str, str, str, Callable[[], Figure | None]]
+
+
 @dataclass(frozen=True)
 class FigureFile:
     name: str  # file stem
@@ -84,57 +88,63 @@ def render_all(
     aggregate: pd.DataFrame,
     out: Path,
     curve_levels: Sequence[int] | None = None,
-    more: Sequence[tuple[str, str, str, Callable[[], Figure | None]]] = (),
+    more: Sequence[Builder] = (),
 ) -> list[FigureFile]:
     """Draw every figure for `runs` into `out`, and those `more` builds (name, title, caption,
     figure; `stability_figures.builders`); a figure with nothing to draw is left out."""
+    builders: tuple[Builder, ...] = (
+        (
+            "early_stop_iteration",
+            "Early-stop iteration",
+            "Iteration of minimum validation loss against Pm; mean over trials, bars min–max.",
+            lambda: pm_figure(runs, aggregate, [("early_stop_iteration", "Early-stop iteration", 1.0)]),
+        ),
+        (
+            "early_stop_accuracy",
+            "Test accuracy at early stop",
+            "Test accuracy at the iteration of minimum validation loss; mean over trials, bars min–max.",
+            lambda: pm_figure(
+                runs, aggregate, [("early_stop_test_accuracy", "Test accuracy at early stop (%)", 100.0)]
+            ),
+        ),
+        (
+            "final_accuracy",
+            "Final test and train accuracy",
+            "Accuracy at the end of training (the full budget); mean over trials, bars min–max.",
+            lambda: pm_figure(
+                runs,
+                aggregate,
+                [
+                    ("final_test_accuracy", "Final test accuracy (%)", 100.0),
+                    ("final_train_accuracy", "Final train accuracy (%)", 100.0),
+                ],
+            ),
+        ),
+        (
+            "accuracy_curves",
+            "Test accuracy during training",
+            "Test accuracy against training iteration at selected levels, one panel per variant "
+            "(the paper's Figure 3); mean over trials, shaded min–max.",
+            lambda: curves_figure(runs, curve_levels),
+        ),
+        (
+            "layer_sparsity",
+            "Layer-wise sparsity",
+            "Percent of each prunable layer's weights that IMP's mask keeps, against the overall Pm; "
+            "the dotted diagonal is the overall Pm.",
+            lambda: sparsity_figure(runs),
+        ),
+    )
+    return draw(out, (*builders, *more))
+
+
+def draw(out: Path, builders: Sequence[Builder]) -> list[FigureFile]:
+    """Build each figure in the report's style and save it to `out` as PNG and SVG; a builder
+    with nothing to draw (None) is left out. `lth masks` draws its figures through this too."""
     out.mkdir(parents=True, exist_ok=True)
     files = []
     with plt.rc_context(_STYLE):
-        builders = (
-            (
-                "early_stop_iteration",
-                "Early-stop iteration",
-                "Iteration of minimum validation loss against Pm; mean over trials, bars min–max.",
-                lambda: pm_figure(runs, aggregate, [("early_stop_iteration", "Early-stop iteration", 1.0)]),
-            ),
-            (
-                "early_stop_accuracy",
-                "Test accuracy at early stop",
-                "Test accuracy at the iteration of minimum validation loss; mean over trials, bars min–max.",
-                lambda: pm_figure(
-                    runs, aggregate, [("early_stop_test_accuracy", "Test accuracy at early stop (%)", 100.0)]
-                ),
-            ),
-            (
-                "final_accuracy",
-                "Final test and train accuracy",
-                "Accuracy at the end of training (the full budget); mean over trials, bars min–max.",
-                lambda: pm_figure(
-                    runs,
-                    aggregate,
-                    [
-                        ("final_test_accuracy", "Final test accuracy (%)", 100.0),
-                        ("final_train_accuracy", "Final train accuracy (%)", 100.0),
-                    ],
-                ),
-            ),
-            (
-                "accuracy_curves",
-                "Test accuracy during training",
-                "Test accuracy against training iteration at selected levels, one panel per variant "
-                "(the paper's Figure 3); mean over trials, shaded min–max.",
-                lambda: curves_figure(runs, curve_levels),
-            ),
-            (
-                "layer_sparsity",
-                "Layer-wise sparsity",
-                "Percent of each prunable layer's weights that IMP's mask keeps, against the overall Pm; "
-                "the dotted diagonal is the overall Pm.",
-                lambda: sparsity_figure(runs),
-            ),
-        )
-        for name, title, caption, build in (*builders, *more):
+        for name, title, caption, build in builders:
             figure = build()
             if figure is None:
                 continue
