@@ -133,11 +133,11 @@ def test_a_new_criterion_is_one_registration_and_prunes_through_the_plan():
 
 def test_an_unknown_criterion_is_one_line_naming_the_choices():
     choices = ", ".join(criteria.names())
-    message = rf"unknown pruning criterion 'snip': choose one of {choices} \(see `lth criteria`\)"
+    message = rf"unknown pruning criterion 'snipp': choose one of {choices} \(see `lth criteria`\)"
     with pytest.raises(ConfigError, match=f"^pruning.criterion: {message}$"):
-        with_overrides(Config(), ["pruning.criterion=snip"])
+        with_overrides(Config(), ["pruning.criterion=snipp"])
     with pytest.raises(ConfigError, match=f"^{message}$"):
-        PruningPlan.for_model(_lenet(), PruningConfig(criterion="snip"))
+        PruningPlan.for_model(_lenet(), PruningConfig(criterion="snipp"))
 
 
 def test_a_criterion_that_needs_data_asks_for_batches_in_one_line():

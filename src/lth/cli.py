@@ -377,8 +377,11 @@ def _presets(args: argparse.Namespace) -> int:
 def _variants(args: argparse.Namespace) -> int:
     from lth.lottery import variants
 
-    internal = "  [trained when the strategy needs it]"
-    return _listing([(v.name, v.description + (internal if v.internal else "")) for v in variants.table()])
+    def line(v: variants.Variant) -> str:
+        also = f"  [also named {', '.join(v.aliases)}]" if v.aliases else ""
+        return v.description + ("  [trained when the strategy needs it]" if v.internal else also)
+
+    return _listing([(v.name, line(v)) for v in variants.table()])
 
 
 def _engines(args: argparse.Namespace) -> int:
@@ -393,7 +396,7 @@ def _criteria(args: argparse.Namespace) -> int:
     from lth.pruning import criteria
 
     rows = [criteria.get(name) for name in criteria.names()]
-    needs = {True: "needs training data", False: "weights only"}
+    needs = {True: "scores the network on training batches", False: "weights only"}
     return _listing([(c.name, f"{c.description}  [{needs[c.needs_data]}]") for c in rows])
 
 

@@ -77,7 +77,9 @@ class PruningConfig:
 @dataclass
 class LotteryConfig:
     strategy: str = "reset"  # "reset" (Strategy 1) or "continue" (Strategy 2)
-    schedule: str = "iterative"  # "iterative" or "oneshot" (each level pruned from the dense net)
+    # "iterative", "oneshot" (each level pruned from the trained dense net) or "init" (each level
+    # pruned from θ0, before training): lottery/schedules.py
+    schedule: str = "iterative"
     rewind_step: str = "0it"  # survivors reset to θk; 0 is the original paper
     # How survivors are retrained after pruning: "weights" (reset to θk, the 2019 paper's),
     # "lr" (learning-rate rewinding) or "finetune" (see `lth variants` and lottery/variants.py).
@@ -253,8 +255,10 @@ def _validate(config: Config) -> None:
     except ConfigError as err:
         raise ConfigError(f"pruning.criterion: {err}") from None
     _choice("lottery.strategy", lot.strategy, ("reset", "continue"))
-    _choice("lottery.schedule", lot.schedule, ("iterative", "oneshot"))
     from lth.lottery import variants  # the table imports pruning, which imports this module
+    from lth.lottery.schedules import SCHEDULES
+
+    _choice("lottery.schedule", lot.schedule, tuple(SCHEDULES))
 
     variants.validate(config)
     steps: dict[str, Step] = {}  # each parsed once, here; the zero checks below read these
@@ -307,9 +311,9 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"data.val_size must be 1 or more (early stopping needs a validation set), got {d.val_size}"
         )
-    if lot.schedule == "oneshot" and lot.strategy == "continue":
+    if SCHEDULES[lot.schedule].from_dense and lot.strategy == "continue":
         raise ConfigError(
-            "lottery.schedule 'oneshot' prunes once from the dense network, so it takes "
+            f"lottery.schedule {lot.schedule!r} prunes once from the dense network, so it takes "
             "lottery.strategy 'reset', not 'continue'"
         )
 

@@ -30,6 +30,7 @@ from lth.data.registry import get as data_source
 from lth.environment import commit, signature
 from lth.errors import LthError, StoreError
 from lth.lottery import write_summary
+from lth.lottery.schedules import SCHEDULES
 from lth.models import build
 from lth.pruning import Mask, PruningPlan
 from lth.steps import Step
@@ -436,7 +437,7 @@ def expected_remaining(config: Config, plan: PruningPlan, sizes: dict[str, int])
     weights = {name: torch.zeros(size) for name, size in sizes.items()}
     levels, mask = [dense.remaining()], dense
     for level in range(1, config.lottery.levels + 1):
-        if config.lottery.schedule == "oneshot":  # straight from the dense network, as the runner
+        if SCHEDULES[config.lottery.schedule].from_dense:  # straight from dense, as the runner
             mask = counts_only.prune(dense, weights, rounds=level)
         else:
             mask = counts_only.prune(mask, weights)

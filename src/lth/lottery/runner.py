@@ -34,8 +34,10 @@ from lth.data import Split, Splits
 from lth.environment import engine, signature
 from lth.errors import ConfigError, LthError
 from lth.lottery import variants
+from lth.lottery.schedules import SCHEDULES
 from lth.models import initialize
 from lth.pruning import Mask, PruningPlan, ScoreContext, criteria
+from lth.pruning.criteria import Scores
 from lth.seeds import derive_seed
 from lth.steps import Step
 from lth.store import LevelDir, RunStore
@@ -262,6 +264,7 @@ class Experiment:
                 fresh=lambda s: initialize(self.make_model(), s).state_dict(),
                 trained=lambda name: self.store.level(trial, name, level - 1).load_tensors("final"),
                 retrain=retrain,
+                scores=functools.partial(self._level_scores, trial, level),
             )
             start = self.rewind if v.from_rewind else 0
             weights = functools.partial(v.weights, ctx)
@@ -274,18 +277,30 @@ class Experiment:
         stored = self.store.level(trial, variants.TICKET, level)
         if (stored.path / layout.tensors("mask")).exists():
             return stored.load_mask()
-        if self.config.lottery.schedule == "oneshot":
-            source, rounds = self.store.level(trial, variants.TICKET, 0), level
-        else:
-            source = self.store.level(trial, variants.mask_source(self.config, level - 1), level - 1)
-            rounds = 1
-        return self._prune(source.load_mask(), source.load_tensors("final"), trial, level, rounds)
+        mask, weights, rounds = self._pruned_from(trial, level)
+        return self.plan.prune(mask, weights, rounds, self._score_context(mask, weights, trial, level))
 
-    def _prune(
-        self, mask: Mask, weights: dict[str, torch.Tensor], trial: int, level: int, rounds: int
-    ) -> Mask:
-        """The configured criterion's mask for `level`, scored on `weights` (see `lth criteria`);
-        a criterion that needs data gets the network at those weights and seeded training batches."""
+    def _pruned_from(self, trial: int, level: int) -> tuple[Mask, dict[str, torch.Tensor], int]:
+        """What level `level`'s mask is pruned from, as the schedule (lottery/schedules.py) says:
+        a mask, the weights scored under it, and the number of rounds pruned at once."""
+        schedule = SCHEDULES[self.config.lottery.schedule]
+        if schedule.from_dense:
+            source, rounds = self.store.level(trial, variants.TICKET, 0), level
+            return source.load_mask(), source.load_tensors(schedule.scored), rounds
+        source = self.store.level(trial, variants.mask_source(self.config, level - 1), level - 1)
+        return source.load_mask(), source.load_tensors("final"), 1
+
+    def _level_scores(self, trial: int, level: int) -> tuple[Mask, Scores]:
+        """The mask that level `level`'s mask was pruned from and the criterion's scores that
+        chose it, computed again (the `invert` variant ranks by them the other way round)."""
+        mask, weights, rounds = self._pruned_from(trial, level)
+        return mask, self.plan.score(mask, weights, rounds, self._score_context(mask, weights, trial, level))
+
+    def _score_context(
+        self, mask: Mask, weights: dict[str, torch.Tensor], trial: int, level: int
+    ) -> ScoreContext:
+        """What the configured criterion scores with (see `lth criteria`): a criterion that needs
+        data gets the network at `weights` under `mask` and seeded training batches."""
         seed = derive_seed(self.config.lottery.seed + trial, "criterion", level)
         model = batches = None
         if criteria.get(self.config.pruning.criterion).needs_data:
@@ -293,8 +308,7 @@ class Experiment:
             model.load_state_dict(weights)
             mask.to(self.runtime.device).apply_(model)
             batches = functools.partial(self._batches, seed)
-        context = ScoreContext(model=model, mask=mask, weights=weights, batches=batches, seed=seed)
-        return self.plan.prune(mask, weights, rounds=rounds, context=context)
+        return ScoreContext(model=model, mask=mask, weights=weights, batches=batches, seed=seed)
 
     def _batches(self, seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """n training batches drawn without replacement by `seed`, as one (inputs, labels) pair."""

@@ -22,6 +22,8 @@ import torch
 from lth.errors import ConfigError
 from lth.layout import TICKET  # the ticket: everything else is compared with it
 from lth.pruning import Mask, random_like
+from lth.pruning.criteria import Scores
+from lth.pruning.scopes import keep_lowest
 
 if TYPE_CHECKING:
     from lth.config import Config
@@ -46,6 +48,9 @@ class LevelContext:
     fresh: Callable[[int], Weights]  # a fresh initialisation under the given seed
     trained: Callable[[str], Weights]  # a variant's final weights at the level before (level 0: dense)
     retrain: Retrain  # how the ticket is retrained after pruning (`lottery.retrain`)
+    # The mask the level's mask was pruned from and the criterion's scores that chose it,
+    # computed again when called (as `invert` does).
+    scores: Callable[[], tuple[Mask, Scores]]
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class Variant:
     control: bool = True  # set beside the ticket (imp) in the findings and figures
     internal: bool = False  # trained when `applies` says so; never listed in lottery.variants
     applies: Callable[[Config, int], bool] = lambda config, level: True  # (config, level ≥ 1)
+    aliases: tuple[str, ...] = ()  # other names `lottery.variants` accepts for it (read as `name`)
 
 
 def level_mask(ctx: LevelContext) -> Mask:
@@ -116,6 +122,13 @@ def level_mask(ctx: LevelContext) -> Mask:
 def random_mask(ctx: LevelContext) -> Mask:
     """A random mask with the level mask's count in every layer."""
     return random_like(ctx.mask, torch.Generator().manual_seed(ctx.own_seed))
+
+
+def inverted_mask(ctx: LevelContext) -> Mask:
+    """The lowest-scored weights in place of the highest: of the weights the level's mask was
+    chosen from, in each layer the level mask's count of those the criterion ranks lowest."""
+    candidates, scores = ctx.scores()
+    return keep_lowest(candidates, scores, ctx.mask.remaining())
 
 
 _TABLE: dict[str, Variant] = {}
@@ -170,7 +183,10 @@ def mask_source(config: Config, level: int) -> str:
 
 
 def validate(config: Config) -> None:
-    """The config's variants are registered, selectable, and include the ticket."""
+    """The config's variants are registered, selectable, and include the ticket; a variant named
+    by an alias is renamed to its name here, as the config is read, so nothing else sees aliases."""
+    canonical = {alias: v.name for v in _TABLE.values() for alias in v.aliases}
+    config.lottery.variants = list(dict.fromkeys(canonical.get(n, n) for n in config.lottery.variants))
     for name in config.lottery.variants:
         if name not in selectable():
             raise ConfigError(f"lottery.variants must be among {', '.join(selectable())}; got {name!r}")
@@ -238,12 +254,27 @@ register(
     Variant(
         name="random",
         description="a random mask with the level mask's count in every layer, on the ticket's start "
-        "weights, from iteration k",
+        "weights, from iteration k (the 'shuffle' ablation of Frankle et al., ICLR 2021)",
+        aliases=("shuffle",),
         legend="random sparse",
         weights=retrained,
         mask=random_mask,
         from_rewind=True,
         retrains=True,
         salt="random",
+    )
+)
+register(
+    Variant(
+        name="invert",
+        description="the level mask's count in every layer of the weights the criterion ranks lowest "
+        "(of those it chose from), on the ticket's start weights, from iteration k (Frankle et al., "
+        "ICLR 2021)",
+        legend="inverted scores",
+        weights=retrained,
+        mask=inverted_mask,
+        from_rewind=True,
+        retrains=True,
+        salt="invert",
     )
 )

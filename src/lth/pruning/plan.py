@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -12,9 +13,9 @@ from lth.config import PruningConfig
 from lth.errors import ConfigError
 from lth.models import prunable_layers
 from lth.pruning import criteria
-from lth.pruning.criteria import ScoreContext
+from lth.pruning.criteria import ScoreContext, Scores
 from lth.pruning.mask import Mask
-from lth.pruning.scopes import SCOPES
+from lth.pruning.scopes import SCOPES, stepper
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,16 @@ class PruningPlan:
         batches, a seed) and must be built on this `mask` and `weights`; without it, criteria
         score from the weights alone with seed 0.
         """
+        return SCOPES[self.method](mask, self.score(mask, weights, rounds, context), self.rates(rounds))
+
+    def score(
+        self,
+        mask: Mask,
+        weights: Mapping[str, torch.Tensor],
+        rounds: int = 1,
+        context: ScoreContext | None = None,
+    ) -> Scores:
+        """The criterion's scores for `prune` with the same arguments (higher = keep)."""
         criterion = criteria.get(self.criterion)
         if context is None:
             context = ScoreContext(model=None, mask=mask, weights=weights, batches=None, seed=0)
@@ -69,8 +80,12 @@ class PruningPlan:
                 "were given: pass PruningPlan.prune a ScoreContext with the model and batches, or choose "
                 "a criterion that needs no data (see `lth criteria`)"
             )
+        step = stepper(self.method, mask, self.rates(rounds))
+        return criterion.score(dataclasses.replace(context, step=step))
+
+    def rates(self, rounds: int = 1) -> dict[str, float]:
+        """Each layer's fraction of its survivors that `rounds` rounds prune."""
         # Rounded to 12 places: in floating point 1 - (1 - 0.1) is 0.09999999999999998, which
         # made a round at rate 0.1 of 1,555 weights prune 155 rather than the 156 (155.5 rounded
         # half up) that the rate asks for.
-        rates = {name: round(1 - (1 - rate) ** rounds, 12) for name, rate in self.layer_rates.items()}
-        return SCOPES[self.method](mask, criterion.score(context), rates)
+        return {name: round(1 - (1 - rate) ** rounds, 12) for name, rate in self.layer_rates.items()}

@@ -75,4 +75,55 @@ def global_pool(mask: Mask, scores: Mapping[str, torch.Tensor], rates: Mapping[s
     return Mask(new)
 
 
+def keep_lowest(candidates: Mask, scores: Mapping[str, torch.Tensor], counts: Mapping[str, int]) -> Mask:
+    """In each layer, of `candidates`' survivors keep the `counts[layer]` of *lowest* score: the
+    mask a criterion would give if it ranked the other way round, at given per-layer counts (the
+    `invert` ablation of Frankle et al., ICLR 2021). Ties break by position, as in pruning."""
+    new = {}
+    for name, m in candidates.items():
+        keep = m.flatten()
+        k = int(keep.sum().item()) - counts[name]
+        if k < 0:
+            raise ValueError(f"layer {name!r} has {int(keep.sum())} candidates, fewer than {counts[name]}")
+        new[name] = _prune_lowest(-_flat_scores(scores, candidates, name), keep, k).view_as(m)
+    return Mask(new)
+
+
 SCOPES: dict[str, Scope] = {"layerwise": layerwise, "global": global_pool}
+
+# Which layers share a count under each scope: every layer its own, or one pool of all.
+GROUPS: dict[str, Callable[[list[str]], list[list[str]]]] = {
+    "layerwise": lambda layers: [[name] for name in layers],
+    "global": lambda layers: [list(layers)],
+}
+
+
+def stepper(
+    method: str, start: Mask, rates: Mapping[str, float]
+) -> Callable[[Mask, Mapping[str, torch.Tensor], float], Mask]:
+    """For criteria that prune in rounds (SynFlow): `step(mask, scores, t)` prunes the survivors
+    of `mask` (a descendant of `start`) until a fraction (1 - rate)^t of `start`'s survivors
+    remain, counted per layer or per pool as the scope `method` counts. At t = 1 exactly the
+    weights one pruning of `start` at `rates` would leave remain, so rounds at t = r/R for
+    r = 1..R (an exponential schedule) end on the scope's exact counts.
+    """
+    pruned = [n for n in start if rates.get(n, 0.0) > 0]
+    groups = GROUPS[method](pruned)
+    first = {tuple(g): sum(start.remaining()[n] for n in g) for g in groups}
+
+    def target(group: list[str], t: float) -> int:
+        rate = rates[group[0]]
+        fraction = rate if t >= 1 else round(1 - (1 - rate) ** t, 12)
+        return first[tuple(group)] - _count(fraction, first[tuple(group)])
+
+    def step(mask: Mask, scores: Mapping[str, torch.Tensor], t: float) -> Mask:
+        now = mask.remaining()
+        round_rates: dict[str, float] = {}
+        for group in groups:
+            left = sum(now[n] for n in group)
+            # The rate that prunes exactly `left - target` of `left`: _count rounds it back.
+            rate = (left - min(target(group, t), left)) / left if left else 0.0
+            round_rates |= dict.fromkeys(group, rate)
+        return SCOPES[method](mask, scores, round_rates)
+
+    return step

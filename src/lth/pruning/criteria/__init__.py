@@ -31,6 +31,10 @@ class ScoreContext:
     # None where the caller has no data.
     batches: Callable[[int], tuple[torch.Tensor, torch.Tensor]] | None
     seed: int  # for criteria that draw random numbers, so a run is reproducible
+    # For criteria that prune in rounds (SynFlow): step(mask, scores, t) prunes `mask`'s survivors
+    # towards this pruning's target, t ∈ (0, 1] of the way on an exponential schedule, at t = 1
+    # exactly (`lth.pruning.scopes.stepper`). `PruningPlan.prune` fills it in.
+    step: Callable[[Mask, Scores, float], Mask] | None = None
 
 
 ScoreFn = Callable[[ScoreContext], Scores]
@@ -80,4 +84,4 @@ def get(name: str) -> Criterion:
 
 
 # One line per criterion: importing its module registers it.
-from lth.pruning.criteria import magnitude, random  # noqa: E402, F401
+from lth.pruning.criteria import grasp, magnitude, random, snip, synflow  # noqa: E402, F401
