@@ -76,9 +76,12 @@ def tiny_config(*overrides: str, trials: int = 1) -> Config:
     return with_overrides(Config(), [*base, *overrides])
 
 
-def tiny_run(root: Path, config: Config, data: Splits, hidden: tuple[int, ...] = (32, 16)) -> Path:
+def tiny_run(
+    root: Path, config: Config, data: Splits, hidden: tuple[int, ...] = (32, 16), **runtime: object
+) -> Path:
     """A real run of `config` on `data` under `root`, with a small LeNet (`hidden` units): every
-    level's masks, weights and results stored, as `lth run` stores them. Returns its directory."""
+    level's masks, weights and results stored, as `lth run` stores them; `runtime`: `Runtime`'s
+    options beyond progress=False. Returns its directory."""
     from lth.lottery import Experiment, Runtime
     from lth.models import build
     from lth.store import RunStore
@@ -88,7 +91,7 @@ def tiny_run(root: Path, config: Config, data: Splits, hidden: tuple[int, ...] =
     def make_model():
         return build("lenet300", data.input_shape, data.num_classes, hidden=hidden)
 
-    Experiment(config, data, make_model, store, Runtime(progress=False)).run()
+    Experiment(config, data, make_model, store, Runtime(progress=False, **runtime)).run()
     return store.path
 
 

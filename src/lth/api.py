@@ -37,6 +37,7 @@ def run(
     checkpoint_interval_s: float = 60.0,
     trials: Sequence[int] | None = None,
     engine: str = "auto",
+    tensorboard: str | Path | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) a lottery experiment; returns its summary, one row per (trial, variant, level).
 
@@ -45,10 +46,12 @@ def run(
     `trials` runs only those of the config's trials (all by default), e.g. one at a time so each
     finished trial can be recorded on its own; the summary holds every stored trial. `engine`
     says what computes the trainings (`lth engines`; "auto": the fastest exact one).
+    `tensorboard` is a folder for TensorBoard event files of each finished level (default:
+    $LTH_TENSORBOARD, else none; needs `pip install 'lth[tensorboard]'`).
     """
     config = _config(config, overrides)
+    runtime = _runtime(device, progress, checkpoint_interval_s, engine, tensorboard)
     splits, make_model = _data_and_model(config, data_dir)
-    runtime = _runtime(device, progress, checkpoint_interval_s, engine)
     return _run(config, splits, make_model, out, runtime, trials)
 
 
@@ -65,6 +68,7 @@ def instability(
     checkpoint_interval_s: float = 60.0,
     trials: Sequence[int] | None = None,
     engine: str = "auto",
+    tensorboard: str | Path | None = None,
 ) -> pd.DataFrame:
     """Instability against the rewind iteration k (`lth instability`; docs/design.md,
     "Instability"): for the dense network (level 0) and the IMP subnetworks of `levels` (default:
@@ -81,7 +85,7 @@ def instability(
         config = dataclasses.replace(config, lottery=dataclasses.replace(config.lottery, levels=max(levels)))
     splits, make_model = _data_and_model(config, data_dir)
     ks = rewinding.check_rewinds(rewind, level_iterations(config, splits).total)  # before anything is written
-    runtime = _runtime(device, progress, checkpoint_interval_s, engine)
+    runtime = _runtime(device, progress, checkpoint_interval_s, engine, tensorboard)
     experiment = open_experiment(config, splits, make_model, out, runtime)
     experiment.run(trials, last_level=max(levels))
     chosen = range(config.lottery.trials) if trials is None else trials
@@ -267,12 +271,21 @@ def _data_and_model(
     return splits, model_factory(config, splits)
 
 
-def _runtime(device: str, progress: bool, checkpoint_interval_s: float, engine: str = "auto") -> Runtime:
+def _runtime(
+    device: str,
+    progress: bool,
+    checkpoint_interval_s: float,
+    engine: str = "auto",
+    tensorboard: str | Path | None = None,
+) -> Runtime:
+    """How to run; `tensorboard` None leaves Runtime's default, $LTH_TENSORBOARD."""
+    where = {} if tensorboard is None else {"tensorboard": str(tensorboard)}
     return Runtime(
         device=resolve_device(device),
         progress=progress,
         checkpoint_interval_s=checkpoint_interval_s,
         engine=engine,
+        **where,
     )
 
 

@@ -266,6 +266,15 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         help="what computes the trainings: auto (the fastest bit-exact engine that applies) or a "
         "name from `lth engines`",
     )
+    parser.add_argument(
+        "--tensorboard",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write TensorBoard event files to DIR, one stream per trial, variant and level, as each "
+        "level finishes (default: $LTH_TENSORBOARD, else none; needs pip install 'lth[tensorboard]'); "
+        "changes no number",
+    )
 
 
 def _run_dirs(parser: argparse.ArgumentParser, what: str, folder: str) -> None:
@@ -332,6 +341,7 @@ def _run_arguments(args: argparse.Namespace) -> tuple[Config, dict[str, Any]]:
         "checkpoint_interval_s": args.checkpoint_every,
         "trials": args.trials,
         "engine": args.engine,
+        "tensorboard": args.tensorboard,
     }
     return config, options
 

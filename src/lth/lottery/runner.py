@@ -55,6 +55,19 @@ class Runtime:
     progress: bool = True
     checkpoint_interval_s: float = 60.0  # how often a level under way saves its progress
     engine: str = "auto"  # which engine trains one model (training/engines.py); same numbers
+    # Where to write TensorBoard streams of finished levels (lottery/tensorboard.py), by default
+    # $LTH_TENSORBOARD, so sweep workers inherit it; None: none.
+    tensorboard: str | None = dataclasses.field(default_factory=lambda: _tensorboard().from_env())
+
+    def __post_init__(self) -> None:
+        if self.tensorboard is not None:
+            _tensorboard().require()  # a missing package is one line before anything trains
+
+
+def _tensorboard():
+    from lth.lottery import tensorboard
+
+    return tensorboard
 
 
 # Replicas per vectorised group on a GPU when `lottery.replicas` is 0 (auto). On a CPU auto
@@ -203,6 +216,7 @@ class Experiment:
             for level in range(last + 1):
                 units = [unit for trial in chosen for unit in self._units(trial, level)]
                 self._train_level(units)
+                self._write_tensorboard(units)
                 self._measure_instability(units)
         self._bar = None
         return self.write_summary()
@@ -539,6 +553,25 @@ class Experiment:
                 on_progress=self._bar.update if self._bar is not None else None,
             )
             measure.write_instability(self.config, self.store)
+
+    # --- TensorBoard -----------------------------------------------------------------------------
+
+    def _write_tensorboard(self, units: list[Unit]) -> None:
+        """Each finished unit's TensorBoard stream, once (lottery/tensorboard.py): from its stored
+        history, so a resumed level logs each iteration once."""
+        if self.runtime.tensorboard is None:
+            return
+        from lth.training.loop import lr_schedule
+
+        for unit in units:
+            if self._out(unit).done:
+                steps = TrainingSteps.of(
+                    unit.training, iterations_per_epoch(self.data, unit.training.batch_size)
+                )
+                schedule = lr_schedule(unit.training, steps)
+                _tensorboard().write_level(
+                    self.runtime.tensorboard, self.store.path, unit.trial, unit.variant, unit.level, schedule
+                )
 
     # --- summary ---------------------------------------------------------------------------------
 
