@@ -6,6 +6,7 @@
 >>> summary = lth.find_tickets(my_module, train=(x, y), test=(x_test, y_test))
 >>> table = lth.instability("lenet-mnist-instability", rewind=[0, 100, 500])  # `lth instability`
 >>> lth.write_record("runs/lenet300-mnist-…", "docs/reproductions/lenet-mnist")  # `lth record`
+>>> ticket = lth.load_ticket("runs/lenet300-mnist-…", level=15); lth.evaluate(ticket, "mnist")
 """
 
 # First: it sets MKL_CBWR before PyTorch makes its first matrix product (see environment.py).
@@ -16,6 +17,7 @@ from lth.config import Config, load_preset, preset_names, with_overrides
 from lth.errors import ConfigError, DataError, LthError, StoreError
 from lth.pruning import Mask
 from lth.record import check_record, write_record
+from lth.tickets import evaluate, export_ticket, load_ticket, sparse_model
 
 __all__ = [
     "Config",
@@ -25,11 +27,15 @@ __all__ = [
     "Mask",
     "StoreError",
     "check_record",
+    "evaluate",
+    "export_ticket",
     "find_tickets",
     "instability",
     "load_preset",
+    "load_ticket",
     "preset_names",
     "run",
+    "sparse_model",
     "with_overrides",
     "write_record",
 ]

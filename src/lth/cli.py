@@ -152,6 +152,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     record.set_defaults(command=_record)
 
+    export = sub.add_parser(
+        "export",
+        help="write one level's ticket to a file: sparse (CSR), torch prune form, or dense",
+        description="Write the ticket at a finished level of a run as a safetensors file whose "
+        "metadata says what it is (lth version, format, model config, data set, level, Pm): sparse "
+        "(each pruned layer in CSR, about 1.5 × Pm of the dense file for LeNet; lth.load_ticket reads "
+        "it), prune (the state dict of a model prepared with torch.nn.utils.prune) or dense (zeros "
+        "in place).",
+    )
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run directory")
+    export.add_argument("--level", type=int, required=True, help="the level (0 is the dense network)")
+    export.add_argument("--trial", type=int, default=0, help="the trial (default: 0)")
+    export.add_argument("--variant", default="imp", help="imp (the ticket, default), reinit, random, …")
+    export.add_argument(
+        "--weights",
+        choices=("final", "init"),
+        default="final",
+        help="the trained weights (default) or the start weights the level trained from",
+    )
+    export.add_argument(
+        "--format", choices=("sparse", "prune", "dense"), default="sparse", help="(default: sparse)"
+    )
+    export.add_argument("--out", type=Path, required=True, metavar="FILE", help="the file to write")
+    export.set_defaults(command=_export)
+
     sweep = sub.add_parser(
         "sweep",
         help="run many configs × trials, locally or on a Ray cluster",
@@ -460,6 +485,23 @@ def _check_records(folders: list[Path]) -> int:
         print("".join(f"  {p}\n" for p in problems), end="")
     if failed:
         raise LthError(f"{failed} of {len(folders)} folders are inconsistent (listed above)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from lth.tickets import export_ticket, read_file
+
+    path = export_ticket(
+        args.run_dir,
+        args.out,
+        level=args.level,
+        trial=args.trial,
+        variant=args.variant,
+        weights=args.weights,
+        format=args.format,
+    )
+    pm = "" if args.format == "dense" else f", Pm {read_file(path).about.percent_remaining:.1f}%"
+    print(f"{path}: {args.format}, {path.stat().st_size:,} bytes{pm}")
     return 0
 
 

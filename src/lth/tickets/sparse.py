@@ -1,0 +1,117 @@
+"""`lth.sparse_model`: a ticket's masked fully connected layers as CSR products, for inference.
+
+Only `nn.Linear` layers become sparse. A convolution stays dense (its mask made permanent by
+`prune.remove`): as an unfolded (im2col) input times a CSR weight it was slower than PyTorch's
+dense convolution at every density and batch measured, on 2 CPU cores with 1 thread, torch
+2.13 (MKL): Conv-2's 3→64 and 64→64 3×3 layers on 32×32 inputs, at 3.6%, 10% and 30% density,
+batch 1 and 100, ran at 0.12–0.83× the dense speed (benchmarks/RESULTS.md, "Tickets").
+
+The CSR weight keeps int32 indices: PyTorch's CPU kernels (MKL's) take int32, and int64 indices
+were converted on every call (measured: a third slower at batch 1).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from lth.errors import ConfigError
+
+
+class SparseLinear(nn.Module):
+    """y = x Wᵀ + b with W a CSR matrix of the surviving weights (`torch.addmm` with a sparse
+    first operand, computed as (W xᵀ)ᵀ). Inference only: W is a buffer, not a parameter."""
+
+    def __init__(self, weight: torch.Tensor, keep: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        keep = keep.bool()
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": tested (tests/test_tickets.py)
+            warnings.simplefilter("ignore", UserWarning)
+            pattern = keep.to_sparse_csr()
+            csr = torch.sparse_csr_tensor(
+                pattern.crow_indices().int(),
+                pattern.col_indices().int(),
+                weight.detach()[keep],  # row-major: CSR's order
+                size=weight.shape,
+            )
+        self.register_buffer("weight", csr)
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features).t()
+        if self.bias is None:
+            y = torch.sparse.mm(self.weight, flat)
+        else:
+            y = torch.addmm(self.bias.unsqueeze(1), self.weight, flat)
+        return y.t().reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        density = self.weight.values().numel() / (self.out_features * self.in_features)
+        return f"in_features={self.in_features}, out_features={self.out_features}, density={density:.4f}"
+
+
+@torch.no_grad()
+def sparse_model(
+    model: nn.Module, mask: Mapping[str, torch.Tensor] | None = None, *, max_density: float = 1.0
+) -> nn.Module:
+    """A copy of `model` for inference, in eval mode, with each masked `nn.Linear` whose density is at
+    most `max_density` replaced by a `SparseLinear`; numerically the masked model within float
+    rounding (the sums run in another order).
+
+    The mask is the one `torch.nn.utils.prune` attached (`lth.load_ticket`'s models), or `mask`
+    (weight name → 0/1, e.g. a `lth.Mask`) for a plain model. Every other masked layer keeps its
+    zeros as a dense weight. Where sparse products pay depends on the batch and the machine: see
+    `make bench` (group `tickets`) and benchmarks/RESULTS.md for the measured break-even Pm.
+    """
+    _refresh_pruned(model)
+    net = copy.deepcopy(model).eval()
+    masks = _masks(net, mask)
+    if not masks:
+        raise ConfigError(
+            "the model has no masked layer: give a model from lth.load_ticket (masked by "
+            "torch.nn.utils.prune) or mask={weight name: 0/1 tensor}"
+        )
+    for name, keep in masks.items():
+        module_name, _, param = name.rpartition(".")
+        module = net.get_submodule(module_name)
+        if prune.is_pruned(module) and hasattr(module, f"{param}_mask"):
+            prune.remove(module, param)  # the weight with zeros, as a plain parameter
+        weight = getattr(module, param)
+        weight.mul_(keep.to(weight.dtype))
+        dense_enough = keep.float().mean().item() > max_density
+        if isinstance(module, nn.Linear) and param == "weight" and not dense_enough:
+            _replace(net, module_name, SparseLinear(weight, keep, module.bias))
+    return net
+
+
+def _masks(net: nn.Module, given: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """Weight name → mask: `given`, else the masks `torch.nn.utils.prune` attached."""
+    if given is not None:
+        return {name: t.detach() for name, t in given.items()}
+    return {
+        f"{module_name}.{name.removesuffix('_mask')}".lstrip("."): buffer.detach().clone()
+        for module_name, module in net.named_modules()
+        for name, buffer in module.named_buffers(recurse=False)
+        if name.endswith("_mask") and prune.is_pruned(module)
+    }
+
+
+def _refresh_pruned(model: nn.Module) -> None:
+    """Recompute each pruned weight (`weight_orig` × `weight_mask`) without autograd, as prune's own
+    hook does before a forward: after a forward with gradients it is a non-leaf tensor, which
+    `copy.deepcopy` refuses."""
+    for module in model.modules():
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, prune.BasePruningMethod):
+                hook(module, None)
+
+
+def _replace(net: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(net.get_submodule(parent_name), child, new)
