@@ -2,6 +2,9 @@
 `init` schedule (every mask from θ0), the `invert` and `shuffle` ablations, and the errors.
 (Exact counts and determinism for every criterion: tests/test_criteria.py.)"""
 
+from types import SimpleNamespace
+
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,8 +16,10 @@ from lth.lottery import Experiment, Runtime
 from lth.models import build, initialize
 from lth.pruning import Mask, PruningPlan, ScoreContext, criteria
 from lth.pruning.criteria import grasp
+from lth.report import at_init as report_at_init
+from lth.report.build import build_report
 from lth.store import RunStore
-from tests.helpers import tiny_config, tiny_splits
+from tests.helpers import tiny_config, tiny_run, tiny_splits
 
 DATA = tiny_splits()
 
@@ -216,3 +221,76 @@ def test_a_scope_the_model_cannot_serve_and_a_from_dense_continue_are_one_line_e
         )
     with pytest.raises(ConfigError, match="^lottery.schedule 'init' prunes once from the dense network"):
         tiny_config("lottery.schedule='init'", "lottery.strategy='continue'")
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+def _table(method_gaps: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """An aggregate with each method's ticket at 90% at levels 1..4 (Pm 50, 25, 12.5, 6.25) and
+    each ablation that many points below it."""
+    rows = []
+    for method, ablations in method_gaps.items():
+        for variant, gap in {"imp": 0.0, **ablations}.items():
+            for level in range(5):
+                acc = 0.90 - gap / 100 - (0.02 * level if method != "IMP" else 0.0)
+                stats = {f"early_stop_test_accuracy_{s}": acc for s in ("mean", "min", "max")}
+                rows.append(
+                    {
+                        "run": method,
+                        "variant": variant,
+                        "level": level,
+                        "percent_remaining_mean": 100 / 2**level,
+                    }
+                    | stats
+                )
+    return pd.DataFrame(rows)
+
+
+def _reports(methods):
+    def config(method):
+        schedule, criterion = ("iterative", "magnitude") if method == "IMP" else ("init", method)
+        return SimpleNamespace(
+            lottery=SimpleNamespace(schedule=schedule), pruning=SimpleNamespace(criterion=criterion)
+        )
+
+    return [SimpleNamespace(run=SimpleNamespace(label=m, config=config(m))) for m in methods]
+
+
+@pytest.mark.parametrize(
+    ("imp_gap", "snip_gap", "verdicts"),
+    [(5.0, 0.0, ("holds", "holds")), (0.0, 5.0, ("does not hold", "does not hold"))],
+)
+def test_the_papers_ablation_claims_are_judged_on_the_mean_gap(imp_gap, snip_gap, verdicts):
+    gaps = {"IMP": {"random": imp_gap, "reinit": imp_gap}, "snip": {"random": snip_gap, "reinit": snip_gap}}
+    at_init = report_at_init.find(_reports(gaps), _table(gaps))
+    assert at_init is not None and at_init.imp == "IMP" and at_init.criteria == {"snip": "snip"}
+    by_text = {c.text.split(" ")[0] + c.text.split(" ")[1]: c for c in at_init.checks}
+    assert (by_text["Shufflingan"].verdict, by_text["ShufflingIMP's"].verdict) == verdicts
+    # SNIP's ticket falls 2 points a level below IMP's: at Pm ≤ 10% (level 4) it is 8 below.
+    below = by_text["Pruningat"]
+    assert below.verdict == "holds" and "IMP − snip +8.00" in below.ours
+
+
+def test_no_at_init_run_means_no_section():
+    assert report_at_init.find(_reports(["IMP"]), _table({"IMP": {}})) is None
+
+
+def test_a_report_of_imp_and_an_at_init_run_draws_the_section_and_its_figures(tmp_path):
+    overrides = (
+        "pruning.method='global'",
+        "pruning.rates={fc = 0.5, output = 0.5}",
+        "lottery.variants=['imp', 'shuffle', 'reinit', 'invert']",
+    )
+    imp = tiny_run(tmp_path / "runs", tiny_config(*overrides, "lottery.levels=2"), DATA)
+    snip = tiny_run(
+        tmp_path / "runs",
+        tiny_config(*overrides, "lottery.schedule='init'", "pruning.criterion='snip'", "lottery.levels=2"),
+        DATA,
+    )
+    report = build_report([imp, snip], tmp_path / "report")
+    assert report.at_init is not None and report.at_init.criteria == {"snip": report.runs[1].run.label}
+    names = {f.name for f in report.figures}
+    assert {"at_init_accuracy", "at_init_ablations", "at_init_layers"} <= names
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "## Pruning at initialization" in page and "Pruning at initialization falls below IMP" in page

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lth.errors import StoreError
-from lth.report import compare
+from lth.report import at_init, compare
 from lth.report import paper as published
 from lth.report.aggregate import aggregate
+from lth.report.at_init_figures import builders as at_init_figures
 from lth.report.contents import Report, RunReport
 from lth.report.figures import render_all
 from lth.report.findings import compute_findings
@@ -76,9 +77,10 @@ def build_report(
     table["run_dir"] = [relative(Path(p), report.out) for p in table.run_dir]
     table.to_csv(report.files["aggregate"], index=False)
     measured = [(r.run, r.stability) for r in report.runs if r.stability is not None]
-    report.figures = render_all(
-        [r.run for r in report.runs], report.aggregate, report.out, curve_levels, stability_figures(measured)
-    )
+    report.at_init = at_init.find(report.runs, report.aggregate)
+    more = stability_figures(measured) + at_init_figures(report.at_init, [r.run for r in report.runs])
+    runs_data = [r.run for r in report.runs]
+    report.figures = render_all(runs_data, report.aggregate, report.out, curve_levels, more)
     report.files.update(write_pages(report))
     return report
 

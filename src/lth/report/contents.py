@@ -10,7 +10,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -21,6 +21,9 @@ from lth.report.findings import Findings
 from lth.report.load import RunData, engine_lines, record_line
 from lth.report.stability import Stability
 from lth.report.table import format_table
+
+if TYPE_CHECKING:
+    from lth.report.at_init import AtInit
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Report:
     runs: list[RunReport]
     out: Path
     differing_keys: list[str] = field(default_factory=list)
+    at_init: AtInit | None = None  # where runs prune at initialization (report/at_init.py)
     figures: list[FigureFile] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
 

@@ -18,6 +18,7 @@ from lth import layout
 from lth._version import __version__
 from lth.lottery import variants
 from lth.report import paper as published
+from lth.report.at_init import AtInit
 from lth.report.contents import Report, RunReport
 from lth.report.figures import FigureFile
 from lth.report.load import RunData, engine_lines, record_line
@@ -155,6 +156,10 @@ def outline(report: Report) -> Outline:
                     page.add(Heading(3, r.run.label))
                 _stability_section(page, r.stability)
 
+    if report.at_init is not None:
+        page.add(Heading(2, "Pruning at initialization"))
+        _at_init_section(page, report.at_init)
+
     page.add(Heading(2, "Figures"))
     for figure in report.figures:
         page.add(Heading(3, figure.title), Figure(figure), Para(figure.caption))
@@ -268,6 +273,22 @@ def _mark(check: published.Check, comparison: published.PaperComparison) -> str:
     if check.verdict == published.NOT_TESTABLE:
         return f"{mark} at {comparison.iterations:,} iterations per level"
     return mark
+
+
+def _at_init_section(page: Outline, at_init: AtInit) -> None:
+    """Which runs are which method, and the ICLR 2021 paper's findings checked on them."""
+    page.add(
+        Bullets([f"{method}: run {label}" for method, label in at_init.methods.items()]),
+        Table(
+            ["claim", "paper", "these runs", "verdict"],
+            [[c.text, c.paper, c.ours, VERDICT_MARKS.get(c.verdict, c.verdict)] for c in at_init.checks],
+        ),
+        Para(
+            "A gap is the method's ticket minus the other network, in points of early-stop test "
+            "accuracy (means over trials), averaged over the levels the claim names. The figures "
+            "`at_init_accuracy`, `at_init_ablations` and `at_init_layers` below show every level."
+        ),
+    )
 
 
 def _stability_section(page: Outline, stability: Stability) -> None:
