@@ -41,6 +41,7 @@ class Context:
 
     quick: bool
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    run_dir: str | None = None  # a finished run for the groups that read one (`tickets`)
     started: float = field(default_factory=time.monotonic)
 
     def log(self, message: str) -> None:

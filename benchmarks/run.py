@@ -1,6 +1,7 @@
 """Benchmarks of lth against a plain PyTorch loop: `make bench`, or
 
     .venv/bin/python benchmarks/run.py [--quick] [--only NAME ...] [--threads N] [--out PATH]
+                                       [--run-dir RUN_DIR]
 
 Prints a table of ratios measured side by side in this run (absolute times only as context:
 the machine is shared and noisy) and writes everything measured, with what was run and on
@@ -27,6 +28,7 @@ import environment
 import lenet_mnist
 import replicas
 import sums
+import tickets
 from core import Context, GroupResult
 from table import render
 
@@ -38,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[Context], GroupResult]] = {
     "replicas": replicas.run,
     "sums": sums.run,
     "engines": engines.run,
+    "tickets": tickets.run,
 }
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -66,6 +69,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--device", default="cpu", help="where both implementations run: cpu (default), cuda or cuda:N"
     )
+    parser.add_argument(
+        "--run-dir",
+        default=None,
+        help="tickets: a LeNet run directory to read (default: a quick run made once for it)",
+    )
     return parser.parse_args(argv)
 
 
@@ -92,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         # What `lth run --device cuda` sets: the same kernels every run.
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    ctx = Context(quick=args.quick, device=device)
+    ctx = Context(quick=args.quick, device=device, run_dir=args.run_dir)
     names = args.only or list(BENCHMARKS)
     meta = environment.describe() | {"quick": args.quick, "argv": argv or sys.argv[1:], "benchmarks": names}
     meta["device"] = str(device) if device.type == "cpu" else torch.cuda.get_device_name(device)
