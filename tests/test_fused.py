@@ -305,3 +305,53 @@ def test_fused_replicas_resume_exactly_and_their_checkpoints_resume_under_vmap(s
         assert result.record() == pytest.approx(
             reference.record(), rel=tolerance["rtol"], abs=tolerance["atol"]
         )
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_tensor_learning_rate_as_a_captured_step_reads_it_gives_the_same_numbers(optimizer):
+    """A captured CUDA graph reads the rate from a tensor; PyTorch's fused kernels must then do
+    the same arithmetic as with a float. Checked here on the CPU kernels, which compute with a
+    float rate in double, so the same in a float64 tensor (a float32 one rounds Adam differently:
+    measured); the CUDA kernels compute in float32 (the CUDA test below)."""
+    config = _config(optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 1e-3, momentum=0.9)
+    results = []
+    for as_tensor in (False, True):
+        g0 = torch.Generator().manual_seed(0)
+        params = [torch.randn(7, 5, generator=g0), torch.randn(5, generator=g0)]
+        grads = [torch.zeros_like(p) for p in params]
+        opt = fused.FusedOptimizer(params, grads, config)
+        for t in range(5):
+            for g in grads:
+                g.copy_(torch.randn(g.shape, generator=torch.Generator().manual_seed(t)))
+            lr = 1e-3 * (t + 1)
+            opt.step(torch.tensor(lr, dtype=torch.float64) if as_tensor else lr)
+        results.append([p.clone() for p in params])
+    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+
+
+def test_cuda_graphs_are_refused_where_the_step_cannot_be_captured():
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        FusedMLP(_lenet(), DATA, _config(), seed=0, mask=None, augment=False, graphs=True)
+    assert not FusedMLP(_lenet(), DATA, _config(), seed=0, mask=None, augment=False).graphs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_captured_step_replays_the_eager_steps_numbers_on_cuda():
+    data = tiny_splits()
+    cuda = type(data)(
+        name=data.name,
+        train=type(data.train)(data.train.x.cuda(), data.train.y.cuda()),
+        val=type(data.val)(data.val.x.cuda(), data.val.y.cuda()),
+        test=type(data.test)(data.test.x.cuda(), data.test.y.cuda()),
+        num_classes=data.num_classes,
+    )
+    weights = []
+    for graphs in (False, True):
+        model = _lenet().cuda()
+        mask = _mask(model, 2).to("cuda")
+        engine = FusedMLP(model, cuda, _config(), seed=0, mask=mask, augment=False, graphs=graphs)
+        for t in range(40):
+            engine.step(t, 1e-3 * (1 + t % 3))
+        assert (engine.graph is not None) == graphs
+        weights.append(engine.flat.clone())
+    assert torch.equal(*weights)

@@ -20,6 +20,13 @@ values being that layer's slice of the compact buffer. Both change where sums ro
 options give the plain fused step's numbers within float rounding, not bit for bit (the
 `sparse` engine in engines.py).
 
+On a CUDA device the step is captured once as a CUDA graph and replayed (`graphs`): its shapes
+are static (the batch is gathered through a preallocated index buffer, the learning rate is a
+device tensor, the cross-entropy's constants are made once) and nothing in it waits on the host,
+so each step is one graph launch. The first WARMUP_STEPS steps run eagerly on a side stream, as
+capture requires, and a restored checkpoint is captured afresh. Sparse layers and augmentation
+(host-side random draws) train eagerly.
+
 The arithmetic is that of `OneModel` (same products, same Adam or SGD) up to float rounding:
 products may sum in another order. Checkpoints are `OneModel`'s own format (the model's
 state_dict and a per-parameter optimiser state), so a run stopped under one engine resumes
@@ -116,7 +123,9 @@ class FusedMLP:
         augment: bool,
         survivors: bool = False,
         sparse: bool = False,
+        graphs: bool | None = None,
     ):
+        """`graphs`: capture the step as a CUDA graph (None: wherever it can be, on CUDA)."""
         layers = mlp_layers(model)
         if layers is None:
             raise ValueError("FusedMLP trains only flatten → (Linear → ReLU)* → Linear networks")
@@ -171,7 +180,19 @@ class FusedMLP:
         batch = min(config.batch_size, len(data.train))
         self.x = torch.empty((batch, *data.train.x.shape[1:]), dtype=data.train.x.dtype, device=device)
         self.y = torch.empty(batch, dtype=data.train.y.dtype, device=device)
+        self.idx = torch.empty(batch, dtype=torch.long, device=device)
         self.eval_batch = eval_batch_size(model, device)
+        # Static inputs of a captured step: the learning rate as a tensor, the loss's constants.
+        # (float32 as the CUDA kernels compute; the CPU kernels compute a float rate in double).
+        lr_dtype = torch.float64 if device.type == "cpu" else torch.float32
+        self.lr = torch.zeros((), dtype=lr_dtype, device=device)
+        self.ce_constants = loss_constants(batch, self.flat.dtype, device)
+        can_capture = device.type == "cuda" and not self.csr and not augment
+        if graphs and not can_capture:
+            raise ValueError("CUDA graphs need a CUDA device, no sparse layers and no augmentation")
+        self.graphs = can_capture if graphs is None else graphs
+        self.graph: Any = None  # the captured step, once captured (torch.cuda.CUDAGraph)
+        self.eager_steps = 0
 
     def _views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: flat[s].view(self.params[name].shape) for name, s in self.slices.items()}
@@ -196,16 +217,47 @@ class FusedMLP:
         return h
 
     def step(self, iteration: int, lr: float) -> None:
+        """One training step on iteration `iteration`'s batch at learning rate `lr`: eagerly, or
+        as a replay of the captured step (see the module doc)."""
+        self.idx.copy_(self.order.indices(iteration), non_blocking=True)
+        if self.graph is not None:
+            self.lr.fill_(lr)
+            self.graph.replay()
+        elif not self.graphs:
+            self._step(iteration, lr)
+        elif self.eager_steps < WARMUP_STEPS:
+            self._warm_up(iteration, lr)
+        else:
+            self.lr.fill_(lr)
+            self._capture(iteration)
+            self.graph.replay()
+
+    def _warm_up(self, iteration: int, lr: float) -> None:
+        """An eager step on a side stream: CUDA graphs are captured after a few (PyTorch's docs)."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            self._step(iteration, lr)
+        torch.cuda.current_stream().wait_stream(side)
+        self.eager_steps += 1
+
+    def _capture(self, iteration: int) -> None:
+        """Record the step, reading the batch through `self.idx` and the rate from `self.lr`
+        (capturing runs nothing: the caller replays it for this iteration)."""
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._step(iteration, self.lr)
+
+    def _step(self, iteration: int, lr: float | torch.Tensor) -> None:
         """Autograd's own step, written out: each product and gradient formula is the one
         autograd's backward uses, so this engine and `OneModel` agree to the last bit."""
         split = self.train_split
-        idx = self.order.indices(iteration).to(split.x.device)
-        torch.index_select(split.x, 0, idx, out=self.x)
-        torch.index_select(split.y, 0, idx, out=self.y)
+        torch.index_select(split.x, 0, self.idx, out=self.x)
+        torch.index_select(split.y, 0, self.idx, out=self.y)
         x = augmented(self.x, self.seed, iteration) if self.augment else self.x
         inputs: list[torch.Tensor] = []
         logits = self._forward(x, inputs)
-        g = cross_entropy_grad(logits, self.y)
+        g = cross_entropy_grad(logits, self.y, self.ce_constants)
         sparse_grads = {}
         for i in reversed(range(len(self.weight_names))):
             h, w = inputs[i], self.weight_names[i]
@@ -267,6 +319,8 @@ class FusedMLP:
         return {"model": self.model.state_dict(), "optimizer": optimizer}
 
     def restore(self, state: dict[str, Any]) -> None:
+        # Loading replaces the optimiser's state tensors, which a captured step points into.
+        self.graph, self.eager_steps = None, 0
         self.model.load_state_dict(state["model"])
         with torch.no_grad():
             for name, param in self.params.items():
@@ -312,6 +366,7 @@ class FusedMLP:
 # sampled_addmm) at 10% density and below, slower at 20%; its 100×300 layer is not measurably
 # faster at any density, its products being too small for the kernels' overhead.
 SPARSE_DENSITY = 0.1
+WARMUP_STEPS = 3  # eager steps on a side stream before a CUDA graph is captured
 SPARSE_MIN_WEIGHTS = 100_000
 
 
@@ -344,13 +399,18 @@ class FusedOptimizer:
                     "exp_avg_sq": torch.zeros_like(p),
                 }
 
-    def step(self, lr: float) -> None:
+    def step(self, lr: float | torch.Tensor) -> None:
+        """One step at `lr`: a float, or a 0-dim tensor (which a captured CUDA graph reads at each
+        replay; the kernel's arithmetic is the same, tested)."""
         group, state = self.group, self.torch.state
+        adam, sgd = torch._fused_adam_, torch._fused_sgd_
+        if torch.is_tensor(lr):
+            adam, sgd = torch.ops.aten._fused_adam_.tensor_lr, torch.ops.aten._fused_sgd_.tensor_lr
         if self.adam:
             steps = [state[p]["step"] for p in self.params]
             torch._foreach_add_(steps, 1)
             beta1, beta2 = group["betas"]
-            torch._fused_adam_(
+            adam(
                 self.params,
                 self.grads,
                 [state[p]["exp_avg"] for p in self.params],
@@ -371,7 +431,7 @@ class FusedOptimizer:
         if first:  # as torch.optim.SGD: the first step's buffer is the gradient itself
             for p in self.params:
                 state[p]["momentum_buffer"] = torch.empty_like(p)
-        torch._fused_sgd_(
+        sgd(
             self.params,
             self.grads,
             [state[p]["momentum_buffer"] for p in self.params] if momentum else [],
@@ -399,11 +459,19 @@ def flat_slices(sizes: dict[str, int]) -> dict[str, slice]:
     return slices
 
 
-def cross_entropy_grad(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def loss_constants(batch: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch size and 1 as tensors, for `cross_entropy_grad`: made once, since making a tensor
+    from a Python number inside a captured CUDA graph is a host-to-device copy it cannot hold."""
+    return torch.tensor(float(batch), dtype=dtype, device=device), torch.ones((), dtype=dtype, device=device)
+
+
+def cross_entropy_grad(
+    logits: torch.Tensor, target: torch.Tensor, constants: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> torch.Tensor:
     """d(mean cross-entropy)/d(logits), (softmax − one-hot) / batch, by the kernels autograd's
-    backward uses, so that it is the same to the last bit."""
+    backward uses, so that it is the same to the last bit. `constants`: `loss_constants` for
+    this batch size, where the caller keeps them."""
     log_p = torch.log_softmax(logits, 1)
-    total = torch.tensor(float(len(target)), dtype=logits.dtype, device=logits.device)
-    one = torch.ones((), dtype=logits.dtype, device=logits.device)
+    total, one = constants or loss_constants(len(target), logits.dtype, logits.device)
     grad_log_p = torch.ops.aten.nll_loss_backward(one, log_p, target, None, 1, -100, total)  # 1: mean
     return torch.ops.aten._log_softmax_backward_data(grad_log_p, log_p, 1, logits.dtype)
