@@ -1,5 +1,6 @@
 """Mask analysis (`lth masks`, analysis/masks.py): overlaps and their random baseline, layer
-sparsity, the first layer's pixel map, θ0 of survivors, and the command's files and errors."""
+sparsity, the first layer's pixel map, θ0 of survivors, the command's files and errors, and the
+report's "Masks" section (absent for a record, which says why)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from lth import cli, layout
 from lth.analysis import masks
 from lth.pruning.mask import Mask
 from lth.record import write_record
+from lth.report import build_report
+from lth.report.page import NO_MASKS
 from tests.helpers import tiny_config, tiny_run, tiny_splits
 
 # MNIST's shape, so the config's data set (mnist) says how to draw the first layer as an image.
@@ -132,3 +135,31 @@ def test_lth_masks_refuses_a_folder_that_is_not_a_run_and_a_record(runs, tmp_pat
         assert cli.main(["masks", str(folder)]) == 1
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1, err
+
+
+# --- the report's "Masks" section ----------------------------------------------------------------
+
+MASK_FIGURES = {"mask_overlap", "mask_pixels", "mask_theta0"}
+
+
+def test_the_report_of_a_run_has_a_masks_section_and_its_figures(runs, tmp_path):
+    report = build_report([runs[0]], tmp_path / "report")
+    names = [f.name for f in report.figures]
+    assert set(names) >= MASK_FIGURES and names.count("layer_sparsity") == 1
+    assert report.masks is not None and set(report.masks.sparsity.run) == {report.runs[0].run.label}
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert page.index("## Masks") < page.index("## Figures")
+    masks_section = page[page.index("## Masks") : page.index("## Figures")]
+    assert "| level | Pm % |" in masks_section and "next level" in masks_section
+    assert "random masks with the same per-layer counts" in masks_section
+    assert NO_MASKS not in page
+
+
+def test_the_report_of_a_record_has_no_masks_and_says_why(runs, tmp_path):
+    record = tmp_path / "record"
+    write_record(runs[0], record)
+    report = build_report([record], tmp_path / "report")
+    assert report.masks is None
+    assert not MASK_FIGURES & {f.name for f in report.figures}
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "## Masks" not in page and NO_MASKS in page

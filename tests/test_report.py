@@ -71,7 +71,9 @@ def test_one_run_renders_every_figure_and_a_self_contained_page(runs, single):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (out / f"{name}.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
     page = (out / "report.html").read_text()
-    assert page.count('src="data:image/svg+xml;base64,') == len(FIGURES)
+    drawn = [f.name for f in single.figures]  # FIGURES, then the "Masks" section's (test_masks.py)
+    assert set(drawn) >= {*FIGURES, "mask_overlap", "mask_theta0"}
+    assert page.count('src="data:image/svg+xml;base64,') == len(drawn)
     assert 'src="' not in page.replace('src="data:', "")  # nothing fetched from beside the page
     markdown = (out / "report.md").read_text()
     assert all(f"]({name}.png)" in markdown for name in FIGURES)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from lth.analysis import masks as mask_analysis
 from lth.errors import StoreError
 from lth.report import at_init, compare
 from lth.report import paper as published
@@ -18,6 +19,7 @@ from lth.report.contents import Report, RunReport
 from lth.report.figures import render_all
 from lth.report.findings import compute_findings
 from lth.report.load import RunData, describe_missing, read_run
+from lth.report.mask_figures import builders as mask_figures
 from lth.report.page import relative, write_pages
 from lth.report.stability import read_stability
 from lth.report.stability_figures import builders as stability_figures
@@ -56,6 +58,20 @@ def analyse(run: RunData) -> RunReport:
     )
 
 
+def analyse_masks(runs: Sequence[RunData]) -> mask_analysis.MaskAnalysis | None:
+    """The mask analysis (`lth masks`) of the runs that store masks, labelled as the report labels
+    them; a record keeps none and a run with no finished level has none yet: both are left out."""
+    opened = []
+    for run in runs:
+        if run.record is not None:
+            continue
+        try:
+            opened.append(mask_analysis.open_run(run.path, run.label))
+        except StoreError:
+            continue
+    return mask_analysis.analyse(opened) if opened else None
+
+
 def build_report(
     run_dirs: Sequence[str | Path],
     out: str | Path | None = None,
@@ -78,8 +94,11 @@ def build_report(
     table.to_csv(report.files["aggregate"], index=False)
     measured = [(r.run, r.stability) for r in report.runs if r.stability is not None]
     report.at_init = at_init.find(report.runs, report.aggregate)
-    more = stability_figures(measured) + at_init_figures(report.at_init, [r.run for r in report.runs])
     runs_data = [r.run for r in report.runs]
+    report.masks = analyse_masks(runs_data)
+    more = stability_figures(measured) + at_init_figures(report.at_init, runs_data)
+    if report.masks is not None:  # layer_sparsity, `lth masks`' fourth figure, is among the report's own
+        more += mask_figures(report.masks)
     report.figures = render_all(runs_data, report.aggregate, report.out, curve_levels, more)
     report.files.update(write_pages(report))
     return report

@@ -23,6 +23,7 @@ from lth.report.stability import Stability
 from lth.report.table import format_table
 
 if TYPE_CHECKING:
+    from lth.analysis.masks import MaskAnalysis
     from lth.report.at_init import AtInit
 
 
@@ -51,6 +52,7 @@ class Report:
     out: Path
     differing_keys: list[str] = field(default_factory=list)
     at_init: AtInit | None = None  # where runs prune at initialization (report/at_init.py)
+    masks: MaskAnalysis | None = None  # of the runs that store masks (not records): the "Masks" section
     figures: list[FigureFile] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
 

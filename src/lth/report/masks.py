@@ -29,6 +29,11 @@ from lth.report.mask_figures import builders
 from lth.store import write_atomic
 
 DEFAULT_MULTI_OUT = Path("masks")
+# What the overlap columns of `level_table` mean, said under it here and on the report's page.
+OVERLAP_NOTE = (
+    "Overlap is the Jaccard index of the masks (all layers pooled; mean over pairs), in brackets "
+    "that of random masks with the same per-layer counts."
+)
 
 
 @dataclass
@@ -110,12 +115,9 @@ def summary_text(found: analysis.MaskAnalysis, runs: Sequence[analysis.RunMasks]
     overlap = found.overlap_summary()
     for run in runs:
         lines = [f"== {run.label if several else run.path} =="]
-        table = _level_table(found.sparsity[found.sparsity.run == run.label], overlap, run.label)
+        table = level_table(found.sparsity, overlap, run.label)
         lines += ["", table.to_string(index=False), ""]
-        lines.append(
-            "Overlap is the Jaccard index of the masks (all layers pooled; mean over pairs), in brackets "
-            "that of random masks with the same per-layer counts."
-        )
+        lines.append(OVERLAP_NOTE)
         theta = found.theta0[found.theta0.run == run.label] if not found.theta0.empty else found.theta0
         if not theta.empty:
             level = int(theta.level.iloc[0])
@@ -140,10 +142,11 @@ def summary_text(found: analysis.MaskAnalysis, runs: Sequence[analysis.RunMasks]
     return "\n\n".join(blocks)
 
 
-def _level_table(sparsity: pd.DataFrame, overlap: pd.DataFrame, label: str) -> pd.DataFrame:
-    """One row per level: Pm, each layer's percent kept (ticket, mean over trials), and the overlaps
-    of the ticket (with the next level, across trials, against each control)."""
-    imp = sparsity[sparsity.variant == analysis.TICKET]
+def level_table(sparsity: pd.DataFrame, overlap: pd.DataFrame, label: str) -> pd.DataFrame:
+    """One row per level of run `label`: Pm, each layer's percent kept (ticket, mean over trials),
+    and the overlaps (`overlap_summary`) of the ticket (with the next level, across trials, against
+    each control). `lth masks` prints it; the report's "Masks" section shows it."""
+    imp = sparsity[(sparsity.run == label) & (sparsity.variant == analysis.TICKET)]
     table = imp.pivot_table(index="level", columns="layer", values="percent", aggfunc="mean", sort=False)
     table = table.map(lambda v: f"{v:.2f}")
     table.insert(0, "Pm %", imp.groupby("level").percent_remaining.mean().map(lambda v: f"{v:.2f}"))

@@ -16,15 +16,21 @@ import pandas as pd
 
 from lth import layout
 from lth._version import __version__
+from lth.analysis.masks import MaskAnalysis
 from lth.lottery import variants
 from lth.report import paper as published
 from lth.report.at_init import AtInit
 from lth.report.contents import Report, RunReport
 from lth.report.figures import FigureFile
 from lth.report.load import RunData, engine_lines, record_line
+from lth.report.masks import OVERLAP_NOTE, level_table
 from lth.report.stability import Stability
 from lth.store import write_atomic
 
+NO_MASKS = (
+    "A record keeps no masks, so this page has no Masks section for it: `lth report` or `lth masks` "
+    "on the run directory it was made from has one."
+)
 VERDICT_MARKS = {
     published.HOLDS: "✓ holds",
     published.PARTLY: "~ partly",
@@ -118,6 +124,7 @@ def outline(report: Report) -> Outline:
     for r in runs:
         if (record := record_line(r.run)) is not None:
             page.add(Para(f"{r.run.label}: {record}." if several else f"{record}."))
+            page.add(Para(NO_MASKS))
         if r.missing:
             page.add(
                 Para(
@@ -159,6 +166,10 @@ def outline(report: Report) -> Outline:
     if report.at_init is not None:
         page.add(Heading(2, "Pruning at initialization"))
         _at_init_section(page, report.at_init)
+
+    if report.masks is not None:
+        page.add(Heading(2, "Masks"))
+        _masks_section(page, report.masks, [r.run.label for r in runs])
 
     page.add(Heading(2, "Figures"))
     for figure in report.figures:
@@ -289,6 +300,27 @@ def _at_init_section(page: Outline, at_init: AtInit) -> None:
             "`at_init_accuracy`, `at_init_ablations` and `at_init_layers` below show every level."
         ),
     )
+
+
+def _masks_section(page: Outline, found: MaskAnalysis, labels: list[str]) -> None:
+    """Per run with masks, `lth masks`' table per level: layer sparsity and the ticket's overlaps."""
+    overlap = found.overlap_summary()
+    analysed = set(found.sparsity.run)
+    for label in (label for label in labels if label in analysed):
+        if len(analysed) > 1:
+            page.add(Heading(3, label))
+        table = level_table(found.sparsity, overlap, label)
+        page.add(Table([str(c) for c in table.columns], [[str(v) for v in row] for row in table.values]))
+    page.add(
+        Para(
+            "Layer columns: percent of the layer's weights the ticket keeps (mean over trials). "
+            f"{OVERLAP_NOTE} Above the random overlap, two masks agree more than chance. The `mask_` "
+            "figures below draw the overlaps, the first layer per input pixel and θ0 of kept and pruned "
+            "weights; `lth masks` writes every number."
+        )
+    )
+    if found.notes:
+        page.add(Bullets(found.notes))
 
 
 def _stability_section(page: Outline, stability: Stability) -> None:
