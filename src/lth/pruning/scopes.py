@@ -28,9 +28,21 @@ def _prune_lowest(scores: torch.Tensor, keep: torch.Tensor, k: int) -> torch.Ten
     Ties break by position (stable sort), so pruning is deterministic.
     """
     survivors = keep.nonzero().squeeze(1)
-    order = torch.sort(scores[survivors], stable=True).indices
+    values = scores[survivors]
     new_keep = keep.clone()
-    new_keep[survivors[order[:k]]] = 0
+    if k <= 0:
+        return new_keep
+    if k >= len(values) or bool(values.isnan().any()):  # sort puts NaN last, as the highest
+        lowest = torch.sort(values, stable=True).indices[:k]
+    else:
+        # The k lowest without a full sort (SynFlow prunes 100 rounds per level): everything
+        # below the k-th smallest value, then the first of those equal to it by position, which
+        # is exactly what a stable sort's first k are.
+        kth = torch.kthvalue(values.cpu(), k).values.to(values.device)
+        below = (values < kth).nonzero().squeeze(1)
+        tied = (values == kth).nonzero().squeeze(1)[: k - len(below)]
+        lowest = torch.cat([below, tied])
+    new_keep[survivors[lowest]] = 0
     return new_keep
 
 
