@@ -26,7 +26,8 @@ def test_criteria_lists_name_description_and_whether_it_needs_data():
     rows = {row.split()[0]: row for row in out.stdout.splitlines()}
     assert {"magnitude", "random"} <= set(rows)
     assert "smallest weights go first" in rows["magnitude"] and rows["magnitude"].endswith("[weights only]")
-    assert all(row.endswith(("[weights only]", "[needs training data]")) for row in rows.values())
+    needs = ("[weights only]", "[scores the network on training batches]")
+    assert all(row.endswith(needs) for row in rows.values())
 
 
 @pytest.mark.parametrize(

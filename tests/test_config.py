@@ -58,6 +58,8 @@ PINNED_HASHES = {
     "lenet-mnist-instability-quick": "3ad41ea957b74ca9",
     "lenet-mnist-lr-rewind": "a1db71d9ba27d4fc",
     "lenet-mnist-quick": "3ad41ea957b74ca9",
+    "lenet-mnist-at-init": "71a9a2857cc9b7b9",
+    "conv2-fashion-mnist-at-init": "d9ee878dae4c1f65",
     "resnet18-cifar10": "02ff91744505659e",
     "resnet18-cifar10-instability": "02ff91744505659e",
     "resnet18-cifar10-nowarmup": "c4bfb286752b93b7",

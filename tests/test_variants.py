@@ -66,7 +66,8 @@ def test_a_registered_variant_trains_is_summarised_counted_and_reported(tmp_path
 
 
 def test_a_variant_not_in_the_table_is_refused_in_one_line():
-    with pytest.raises(ConfigError, match=r"variants must be among imp, reinit, random; got 'flipped'"):
+    choices = "imp, reinit, random, invert"
+    with pytest.raises(ConfigError, match=rf"variants must be among {choices}; got 'flipped'"):
         tiny_config("lottery.variants=['imp', 'flipped']")
     with pytest.raises(ConfigError, match="must include 'imp'"):
         tiny_config("lottery.variants=['reinit']")
@@ -82,7 +83,8 @@ def test_the_table_gives_what_each_level_trains_and_where_the_next_mask_comes_fr
     assert [v.name for v in variants.trained_at(continued, 1)] == ["imp", "path", "reinit", "random"]
     assert [v.name for v in variants.trained_at(continued, 3)] == ["imp", "reinit", "random"]
     assert [variants.mask_source(continued, level) for level in (0, 1, 2)] == ["imp", "path", "path"]
-    assert variants.controls() == ["reinit", "random"] and variants.reported() == ["imp", "reinit", "random"]
+    assert variants.controls() == ["reinit", "random", "invert"]
+    assert variants.reported() == ["imp", "reinit", "random", "invert"]
 
 
 def _retrain_run(tmp_path, *overrides: str):
