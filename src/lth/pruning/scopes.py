@@ -25,7 +25,7 @@ def _count(rate: float, remaining: int) -> int:
 def _prune_lowest(scores: torch.Tensor, keep: torch.Tensor, k: int) -> torch.Tensor:
     """New flat keep-vector: `keep` with the `k` surviving entries of lowest score removed.
 
-    Ties break by position (stable sort), so pruning is deterministic.
+    Ties break by position (as a stable sort's first k), so pruning is deterministic.
     """
     survivors = keep.nonzero().squeeze(1)
     values = scores[survivors]
@@ -38,7 +38,7 @@ def _prune_lowest(scores: torch.Tensor, keep: torch.Tensor, k: int) -> torch.Ten
         # The k lowest without a full sort (SynFlow prunes 100 rounds per level): everything
         # below the k-th smallest value, then the first of those equal to it by position, which
         # is exactly what a stable sort's first k are.
-        kth = torch.kthvalue(values.cpu(), k).values.to(values.device)
+        kth = torch.kthvalue(values, k).values
         below = (values < kth).nonzero().squeeze(1)
         tied = (values == kth).nonzero().squeeze(1)[: k - len(below)]
         lowest = torch.cat([below, tied])

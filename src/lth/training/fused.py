@@ -182,10 +182,9 @@ class FusedMLP:
         self.y = torch.empty(batch, dtype=data.train.y.dtype, device=device)
         self.idx = torch.empty(batch, dtype=torch.long, device=device)
         self.eval_batch = eval_batch_size(model, device)
-        # Static inputs of a captured step: the learning rate as a tensor, the loss's constants.
-        # (float32 as the CUDA kernels compute; the CPU kernels compute a float rate in double).
-        lr_dtype = torch.float64 if device.type == "cpu" else torch.float32
-        self.lr = torch.zeros((), dtype=lr_dtype, device=device)
+        # Static inputs of a captured step: the learning rate as a tensor (read only by a captured
+        # step, so only on CUDA, whose fused kernels compute in float32), the loss's constants.
+        self.lr = torch.zeros((), dtype=torch.float32, device=device)
         self.ce_constants = loss_constants(batch, self.flat.dtype, device)
         can_capture = device.type == "cuda" and not self.csr and not augment
         if graphs and not can_capture:
@@ -366,8 +365,8 @@ class FusedMLP:
 # sampled_addmm) at 10% density and below, slower at 20%; its 100×300 layer is not measurably
 # faster at any density, its products being too small for the kernels' overhead.
 SPARSE_DENSITY = 0.1
-WARMUP_STEPS = 3  # eager steps on a side stream before a CUDA graph is captured
 SPARSE_MIN_WEIGHTS = 100_000
+WARMUP_STEPS = 3  # eager steps on a side stream before a CUDA graph is captured
 
 
 def sparse_pays(mask: torch.Tensor) -> bool:
