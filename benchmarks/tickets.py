@@ -3,7 +3,9 @@
 Per level: the file `lth export` writes (`--format dense` against `--format sparse`), and
 inference on MNIST test images at batch 1 (latency) and batch 1,000 (throughput) of the dense
 network with zeros in place (the ticket after `prune.remove`: what one would deploy densely)
-against `lth.sparse_model` of it (CSR products in every Linear layer), interleaved turn by turn.
+against `lth.sparse_model` of it (CSR products in every Linear layer), interleaved turn by turn;
+at batch 1 also both models traced and frozen by TorchScript, which leaves out Python's cost per
+layer (the eager forward's fixed cost hides part of what the sparse products save).
 Then the break-even Pm (the densest level from which every sparser level is faster) and the
 issue's targets at Pm ≤ 3.6%: batch 1 ≥ 2× faster, file ≤ 8% of the dense one.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,15 @@ def _dense(ticket: nn.Module) -> nn.Module:
         for name in masked:
             prune.remove(module, name)
     return net.eval()
+
+
+def _traced(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """`model` traced and frozen by TorchScript for inputs shaped like `x`: the same products
+    without Python's cost per layer (what the dense and sparse models differ by is then the
+    products alone)."""
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")  # the tracer's note that SparseLinear's branch is fixed by x
+        return torch.jit.freeze(torch.jit.trace(model, x))
 
 
 def _forwards(model: nn.Module, x: torch.Tensor, n: int) -> Case:
@@ -110,6 +122,9 @@ def run(ctx: Context) -> GroupResult:
                 x = x_all[:batch].contiguous()
                 cases[f"dense {batch}"] = _forwards(dense, x, counts[batch])
                 cases[f"sparse {batch}"] = _forwards(sparse, x, counts[batch])
+            x = x_all[:1].contiguous()
+            cases["dense traced"] = _forwards(_traced(dense, x), x, counts[1])
+            cases["sparse traced"] = _forwards(_traced(sparse, x), x, counts[1])
             samples = interleaved(cases, repeats, warmup=1)
             seconds = {name: s.seconds for name, s in samples.items()}
             entry: dict[str, Any] = {"level": level, "pm": pm, "bytes": sizes, "seconds_per_turn": seconds}
@@ -133,6 +148,16 @@ def run(ctx: Context) -> GroupResult:
                 )
                 label = f"Pm {pm:.1f}%: batch {batch:,} {what}, sparse speed-up"
                 rows.append(Row(label, spread_text(speed.median, speed.low, speed.high), context))
+            traced = ratios(seconds["dense traced"], seconds["sparse traced"])
+            entry["speedup_1_traced"] = traced.as_dict()
+            per = {k: min(seconds[f"{k} traced"]) / counts[1] for k in ("dense", "sparse")}
+            rows.append(
+                Row(
+                    f"Pm {pm:.1f}%: batch 1, both TorchScript-traced, sparse speed-up",
+                    spread_text(traced.median, traced.low, traced.high),
+                    f"dense {seconds_text(per['dense'])}, sparse {seconds_text(per['sparse'])} a forward",
+                )
+            )
             data["levels"].append(entry)
     rows += _summary(data["levels"])
     data["break_even_pm"] = {str(b): _break_even(data["levels"], f"speedup_{b}") for b in BATCHES}

@@ -172,12 +172,24 @@ def test_a_sparse_model_equals_the_masked_model(name):
     masks = {w: torch.rand_like(p) < 0.1 for w, p in model.named_parameters() if w in prunable_layers(model)}
     apply_mask(model, {w: m.float() for w, m in masks.items()})
     fast = lth.sparse_model(model)
-    x = torch.randn(3, *_shape(name))
-    with torch.no_grad():
-        expected, got = model(x), fast(x)
     assert any(isinstance(m, SparseLinear) for m in fast.modules())
     assert not any(isinstance(m, torch.nn.Linear) and name in masks for name, m in fast.named_modules())
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    for batch in (3, 1):  # batch 1 takes the matrix-vector path
+        x = torch.randn(batch, *_shape(name))
+        with torch.no_grad():
+            expected, got = model(x), fast(x)
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_sparse_linear_takes_one_unbatched_example_and_no_bias():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(20, 7, bias=False)
+    keep = torch.rand(7, 20) < 0.3
+    fast = SparseLinear(layer.weight * keep, keep, None)
+    with torch.no_grad():
+        for x in (torch.randn(20), torch.randn(1, 20), torch.randn(4, 20), torch.randn(2, 3, 20)):
+            torch.testing.assert_close(fast(x), torch.nn.functional.linear(x, layer.weight * keep))
 
 
 def test_a_sparse_model_takes_a_plain_model_and_a_mask(run_dir):
