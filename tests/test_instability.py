@@ -29,7 +29,7 @@ from lth.report.findings import Findings
 from lth.report.page import outline, to_markdown
 from lth.report.stability import Stability, check_claims
 from lth.report.stability_figures import builders as stability_figures
-from lth.store import FileCheckpoint, RunStore, read_tensors
+from lth.store import FileCheckpoint, GroupCheckpoint, LevelDir, RunStore, read_tensors
 from lth.training import evaluate
 from tests.helpers import lth, tiny_config, tiny_splits, wait_for
 
@@ -228,6 +228,52 @@ def test_a_measurement_interrupted_while_its_copy_trains_resumes_to_the_same_num
     assert not list(resumed.path.rglob("*checkpoint.pt"))
 
 
+def test_copies_trained_together_as_replicas_give_the_numbers_of_copies_trained_alone(tmp_path):
+    _, alone = _lottery(tmp_path / "alone", "lottery.instability=[2]")
+    _, together = _lottery(tmp_path / "together", "lottery.instability=[2]", "lottery.replicas=3")
+    # The fused engine's replica groups are bit-exact on a CPU (training/engines.py).
+    assert (together.path / layout.INSTABILITY_CSV).read_text() == (
+        alone.path / layout.INSTABILITY_CSV
+    ).read_text()
+    for variant in ("imp", "reinit", "random"):  # the level's three second copies: one group
+        assert _group_size(together.level(0, variant, 2).path) == 3
+        assert _group_size(alone.level(0, variant, 2).path) == 1
+    assert not list(together.path.rglob(f"{layout.COPIES_CHECKPOINT}-*.pt"))
+
+
+@pytest.mark.parametrize("stop", ["training", "writing"])
+def test_a_group_of_copies_interrupted_resumes_as_the_same_group(tmp_path, monkeypatch, stop):
+    flags = ("lottery.instability=[1]", "lottery.levels=1", "lottery.replicas=3")
+    _, clean = _lottery(tmp_path / "clean", *flags)
+    original_save, original_write = GroupCheckpoint.save, LevelDir.save_tensors
+    groups = []
+
+    def save_then_stop(self, state):
+        original_save(self, state)
+        if self.path.name.startswith(layout.COPIES_CHECKPOINT) and stop == "training":
+            groups.append(self.path)
+            raise KeyboardInterrupt  # after the group's first checkpoint, part-way through training
+
+    def write_one_then_stop(self, name, tensors):
+        original_write(self, name, tensors)
+        if name == layout.COPY and stop == "writing":
+            raise KeyboardInterrupt  # one copy written, the other two only in the group checkpoint
+
+    monkeypatch.setattr(GroupCheckpoint, "save", save_then_stop)
+    monkeypatch.setattr(LevelDir, "save_tensors", write_one_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        _lottery(tmp_path / "killed", *flags)
+    left = list((tmp_path / "killed").rglob(f"{layout.COPIES_CHECKPOINT}-*.pt"))
+    assert len(left) == 1 and ("weights" in FileCheckpoint(left[0], 0).load()) == (stop == "writing")
+    monkeypatch.setattr(GroupCheckpoint, "save", original_save)
+    monkeypatch.setattr(LevelDir, "save_tensors", original_write)
+    _, resumed = _lottery(tmp_path / "killed", *flags)
+    assert (resumed.path / layout.INSTABILITY_CSV).read_text() == (
+        clean.path / layout.INSTABILITY_CSV
+    ).read_text()
+    assert not list(resumed.path.rglob(f"{layout.COPIES_CHECKPOINT}-*.pt"))
+
+
 # --- against the rewind iteration (lth instability) -----------------------------------------------
 
 
@@ -261,6 +307,28 @@ def test_the_rewind_sweep_starts_from_the_dense_levels_own_theta_k_and_reuses_it
     assert not layout.rewind_point_dir(run, 0, 1, 10).exists()
     assert not layout.rewind_point_dir(run, 0, 0, 0).exists()
     assert (layout.rewind_point_dir(run, 0, 1, 0) / layout.INSTABILITY).exists()
+
+
+def test_a_sweeps_start_points_at_one_k_train_their_copies_together_with_the_same_numbers(tmp_path):
+    alone = _experiment(tmp_path / "alone", "lottery.rewind_step='10it'")
+    together = _experiment(tmp_path / "together", "lottery.rewind_step='10it'", "lottery.replicas=4")
+    rows = {}
+    for name, experiment in (("alone", alone), ("together", together)):
+        experiment.run()
+        rows[name] = rewind.sweep(experiment, [0, 10], [0, 1], [0])
+    assert rows["together"] == rows["alone"]
+    run = together.store.path
+    # At each k, one start point is a training of the run (the dense level at k = 0, the ticket at
+    # its own k = 10), so it lacks only its second copy; with the other point's two, a group of 3.
+    for level in (0, 1):
+        assert _group_size(together.store.level(0, "imp", level).path) == 3
+    for level, k in ((1, 0), (0, 10)):
+        assert _group_size(layout.rewind_point_dir(run, 0, level, k)) == 3
+
+
+def _group_size(folder: Path) -> int:
+    """How many copies trained together in the measurement stored in `folder`."""
+    return json.loads((folder / layout.INSTABILITY).read_text())["replicas"]
 
 
 def test_a_later_sweep_keeps_the_rows_of_earlier_ones(tmp_path):

@@ -85,6 +85,7 @@ INSTABILITY_DIR = "instability"
 REWIND_CSV = "rewind.csv"
 COPY = "copy"  # tensors(COPY): the second copy's trained weights
 COPY_CHECKPOINT = "copy-checkpoint.pt"
+COPIES_CHECKPOINT = "copies"  # copies-<digest>.pt: copies trained together as replicas (measure.py)
 # instability.csv's and rewind.csv's columns, in order; errors and instability are fractions.
 INSTABILITY_COLUMNS = [
     "trial",

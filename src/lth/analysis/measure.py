@@ -8,13 +8,20 @@ noise seed `instability.noise_seed` gives. Each training saves its progress in a
 (`store.FileCheckpoint`), so a process killed anywhere continues where it stopped and ends with
 the numbers of an unbroken one; `instability.json`, written last, marks the measurement done.
 Its path is evaluated again (no training) when asked for with other settings (`PathSettings`).
+
+`measure_all` measures several start points; where `lottery.replicas` allows (on a GPU by
+default), the copies they still lack train together as replicas, a group per start iteration, up
+to that many at a time, checkpointed as one (`copies-*.pt` in the first member's folder) so an
+interrupted group resumes as the same group.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +34,8 @@ from lth.analysis.instability import PathSettings, Weights, error_path, noise_se
 from lth.config import Config, TrainingConfig
 from lth.data import Splits
 from lth.pruning import Mask
-from lth.store import FileCheckpoint, LevelDir, RunStore, damaged, write_atomic, write_csv
+from lth.store import FileCheckpoint, GroupCheckpoint, LevelDir, RunStore, damaged, write_atomic, write_csv
+from lth.training.replicas import replicable, train_replicas
 
 
 @dataclass(frozen=True)
@@ -76,9 +84,11 @@ def measure_in(
     iterations: int,
     checkpoint_interval_s: float = 60.0,
     on_progress: Callable[[int], None] | None = None,
+    replicas: int = 1,
 ) -> dict[str, Any]:
     """Measure `point` in `folder`, or read back what is stored there; `iterations` is the
-    training's budget, recorded. Returns instability.json's contents."""
+    training's budget, recorded, and so is `replicas`, the size of the group its copies trained
+    in (1: one at a time). Returns instability.json's contents."""
     done = stored(folder, settings)
     if done is not None:
         return done
@@ -112,6 +122,7 @@ def measure_in(
         "iterations": iterations,
         "seeds": list(point.seeds),
         "settings": settings.to_dict(),
+        "replicas": replicas,
         **path.to_dict(),
         "wall_time_s": time.perf_counter() - began,  # of this measurement's work, not of reading back
     }
@@ -150,6 +161,144 @@ def _copy(
     files.save_tensors(name, weights)
     checkpoint.remove()  # after the weights: a process stopped in between trains nothing again
     return weights
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """A copy a measurement still lacks: `name` ("final" or layout.COPY) in `files`."""
+
+    files: LevelDir
+    name: str
+    point: StartPoint
+    seed: int
+
+    def id(self, base: Path) -> str:
+        """The copy's name relative to `base`, a group checkpoint's folder: the run moves whole."""
+        return f"{os.path.relpath(self.files.path, base)}/{self.name}"
+
+
+def measure_all(
+    points: Sequence[tuple[Path, StartPoint]],
+    *,
+    make_model: Callable[[], nn.Module],
+    data: Splits,
+    augment: bool,
+    settings: PathSettings,
+    iterations: int,
+    replicas: int = 1,
+    checkpoint_interval_s: float = 60.0,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """`measure_in` for each (folder, point), in order; with `replicas` above 1 (and a model
+    `train_replicas` takes), the copies still to train first train together, grouped by start
+    iteration and training, up to `replicas` a group. A copy that began alone (its own checkpoint
+    exists) finishes alone."""
+    together: dict[Path, int] = {}
+    if replicas > 1 and replicable(make_model()):
+        todo = [(f, p) for f, p in points if stored(f, settings) is None]
+        _write_trained({f for f, _ in todo})
+        for group in _groups(_missing(todo), replicas):
+            _train_group(group, make_model, data, augment, checkpoint_interval_s, on_progress)
+            for copy in group:
+                together[copy.files.path] = len(group)
+    return [
+        measure_in(
+            folder,
+            point,
+            make_model=make_model,
+            data=data,
+            augment=augment,
+            settings=settings,
+            iterations=iterations,
+            checkpoint_interval_s=checkpoint_interval_s,
+            on_progress=on_progress,
+            replicas=together.get(folder, 1),
+        )
+        for folder, point in points
+    ]
+
+
+def _missing(todo: list[tuple[Path, StartPoint]]) -> list[_Copy]:
+    """The copies of these measurements that are neither stored nor under way alone."""
+    copies = []
+    for folder, point in todo:
+        files = LevelDir(folder)
+        names = (("final", layout.CHECKPOINT), (layout.COPY, layout.COPY_CHECKPOINT))
+        for (name, alone), seed in zip(names, point.seeds, strict=True):
+            if not (folder / layout.tensors(name)).exists() and not (folder / alone).exists():
+                copies.append(_Copy(files, name, point, seed))
+    return copies
+
+
+def _groups(copies: list[_Copy], size: int) -> list[list[_Copy]]:
+    """Groups that stopped part-way first, as they were; then the rest in order, by start
+    iteration and training, `size` at most. Single copies are left to `measure_in`."""
+    groups, waiting = [], {_key(c.files.path / c.name): c for c in copies}
+    for folder in dict.fromkeys(c.files.path for c in copies):
+        for path in sorted(folder.glob(f"{layout.COPIES_CHECKPOINT}-*.pt")):
+            members = [_key(folder / m) for m in FileCheckpoint(path, 0.0).load()["members"]]
+            if all(m in waiting for m in members):
+                groups.append([waiting.pop(m) for m in members])
+    by_start: dict[tuple[int, str], list[_Copy]] = {}
+    for copy in waiting.values():
+        by_start.setdefault((copy.point.start, repr(copy.point.training)), []).append(copy)
+    for same in by_start.values():
+        groups += [same[i : i + size] for i in range(0, len(same), size)]
+    return [g for g in groups if len(g) > 1]
+
+
+def _key(path: Path) -> str:
+    return os.path.normpath(path)
+
+
+def _train_group(
+    group: list[_Copy],
+    make_model: Callable[[], nn.Module],
+    data: Splits,
+    augment: bool,
+    interval_s: float,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    """Train `group` as replicas and store each copy's weights (then drop the group checkpoint)."""
+    base = group[0].files.path
+    members = [c.id(base) for c in group]
+    digest = hashlib.sha256("\n".join(members).encode()).hexdigest()[:16]
+    checkpoint = GroupCheckpoint(base / f"{layout.COPIES_CHECKPOINT}-{digest}.pt", interval_s, members)
+    models = []
+    for copy in group:
+        model = make_model().to(data.train.x.device)
+        model.load_state_dict(copy.point.weights())
+        models.append(model)
+    first = group[0].point
+    train_replicas(
+        models,
+        data,
+        first.training,
+        seeds=[c.seed for c in group],
+        masks=[c.point.mask for c in group],
+        start=first.start,
+        augment=augment,
+        checkpoint=checkpoint,
+        on_progress=on_progress,
+    )
+    # Every copy is in the checkpoint before any is written: a process stopped in between
+    # writes the rest from there (`_write_trained`) rather than training them again.
+    checkpoint.save({"weights": [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in models]})
+    _write_trained({base})
+
+
+def _write_trained(folders: set[Path]) -> None:
+    """Store the copies of every group in `folders` that finished training, and drop its checkpoint."""
+    for folder in folders:
+        for path in sorted(folder.glob(f"{layout.COPIES_CHECKPOINT}-*.pt")):
+            saved = FileCheckpoint(path, 0.0).load()
+            if "weights" not in saved:
+                continue
+            for member, weights in zip(saved["members"], saved["weights"], strict=True):
+                target = Path(_key(folder / member))
+                if not (target.parent / layout.tensors(target.name)).exists():
+                    LevelDir(target.parent).save_tensors(target.name, weights)
+            path.unlink()
 
 
 def row(record: dict[str, Any], variant: str | None = None) -> dict[str, Any]:

@@ -76,12 +76,11 @@ def sweep(
             for k in rewinds:
                 bar.set_description(f"trial {trial + 1}/{config.lottery.trials} θk at k={k}")
                 theta = _theta(experiment, trial, seed, k, bar)
-                for level in levels:
-                    bar.set_description(f"trial {trial + 1}/{config.lottery.trials} level {level} k={k}")
-                    expected = bar.n + 2 * (total - k)
-                    rows.append(_measure(experiment, trial, seed, level, k, theta, settings, bar))
-                    bar.update(expected - bar.n)  # work stored before is counted as done
-                    _write(store.path, rows)
+                bar.set_description(f"trial {trial + 1}/{config.lottery.trials} levels k={k}")
+                expected = bar.n + 2 * (total - k) * len(levels)
+                rows += _measure(experiment, trial, seed, levels, k, theta, settings, bar)
+                bar.update(expected - bar.n)  # work stored before is counted as done
+                _write(store.path, rows)
     return rows
 
 
@@ -117,12 +116,33 @@ def _measure(
     experiment: Experiment,
     trial: int,
     seed: int,
-    level: int,
+    levels: Sequence[int],
     k: int,
     theta: Weights,
     settings: PathSettings,
     bar: tqdm,
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
+    """The levels' start points at k, measured together (their copies as replicas where
+    `lottery.replicas` allows)."""
+    points = [_point(experiment, trial, seed, level, k, theta) for level in levels]
+    records = measure.measure_all(
+        points,
+        make_model=experiment.make_model,
+        data=experiment.data,
+        augment=experiment.config.data.augment,
+        settings=settings,
+        iterations=experiment.total,
+        replicas=experiment.replicas,
+        checkpoint_interval_s=experiment.runtime.checkpoint_interval_s,
+        on_progress=bar.update,
+    )
+    return [measure.row(record) for record in records]
+
+
+def _point(
+    experiment: Experiment, trial: int, seed: int, level: int, k: int, theta: Weights
+) -> tuple[Path, measure.StartPoint]:
+    """The level's mask on θk, from iteration k, and the folder it is measured in."""
     store = experiment.store
     out = store.level(trial, TICKET, level)
     mask = experiment.plan.dense_mask(experiment.make_model()) if level == 0 else out.load_mask()
@@ -141,18 +161,7 @@ def _measure(
         training=experiment.config.training,
         percent_remaining=100 * mask.fraction_remaining(),
     )
-    record = measure.measure_in(
-        folder,
-        point,
-        make_model=experiment.make_model,
-        data=experiment.data,
-        augment=experiment.config.data.augment,
-        settings=settings,
-        iterations=experiment.total,
-        checkpoint_interval_s=experiment.runtime.checkpoint_interval_s,
-        on_progress=bar.update,
-    )
-    return measure.row(record)
+    return folder, point
 
 
 def _masked(weights: Weights, mask: Mask) -> Weights:

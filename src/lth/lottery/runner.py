@@ -524,35 +524,39 @@ class Experiment:
 
     def _measure_instability(self, units: list[Unit]) -> None:
         """Once a level's units are trained, measure the instability of those `_measured` names:
-        each is its own first copy, so one more training each (analysis/measure.py), resumable
-        like the units and changing none of their numbers."""
+        each is its own first copy, so one more training each (analysis/measure.py), the level's
+        second copies together as replicas where `lottery.replicas` allows, resumable like the
+        units and changing none of their numbers."""
         wanted = {variant for variant, _ in self._measured(units[0].level)} if units else set()
         settings = PathSettings.of(self.config.lottery)
+        points = []
         for unit in (u for u in units if u.variant in wanted):
             folder = self._out(unit).path
-            if self._bar is not None:
-                if measure.stored(folder, settings) is None:
-                    self._bar.set_description(
-                        f"trial {unit.trial + 1}/{self.config.lottery.trials} {unit.variant:>6} "
-                        f"level {unit.level}/{self.config.lottery.levels} instability"
-                    )
-                else:
-                    self._bar.update(self.total - unit.start)
+            if self._bar is not None and measure.stored(folder, settings) is not None:
+                self._bar.update(self.total - unit.start)
             point = measure.start_point(
                 self.store, unit.trial, unit.seed, unit.variant, unit.level, unit.training, unit.start
             )
-            measure.measure_in(
-                folder,
-                point,
-                make_model=self.make_model,
-                data=self.data,
-                augment=self.config.data.augment,
-                settings=settings,
-                iterations=self.total,
-                checkpoint_interval_s=self.runtime.checkpoint_interval_s,
-                on_progress=self._bar.update if self._bar is not None else None,
+            points.append((folder, point))
+        if not points:
+            return
+        if self._bar is not None:
+            self._bar.set_description(
+                f"trial {units[0].trial + 1}/{self.config.lottery.trials} "
+                f"level {units[0].level}/{self.config.lottery.levels} instability"
             )
-            measure.write_instability(self.config, self.store)
+        measure.measure_all(
+            points,
+            make_model=self.make_model,
+            data=self.data,
+            augment=self.config.data.augment,
+            settings=settings,
+            iterations=self.total,
+            replicas=self.replicas,
+            checkpoint_interval_s=self.runtime.checkpoint_interval_s,
+            on_progress=self._bar.update if self._bar is not None else None,
+        )
+        measure.write_instability(self.config, self.store)
 
     # --- TensorBoard -----------------------------------------------------------------------------
 
