@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from lth import layout
 from lth.analysis import measure
-from lth.analysis.instability import PathSettings, Weights
+from lth.analysis.instability import Weights
 from lth.errors import ConfigError
 from lth.lottery import Experiment
 from lth.lottery.variants import TICKET
@@ -60,7 +60,6 @@ def sweep(
     """Measure every (trial, level, k) of an experiment whose levels through max(levels) are
     trained; returns the rows measured now, and writes instability/rewind.csv."""
     config, store = experiment.config, experiment.store
-    settings = PathSettings.of(config.lottery)
     total = experiment.total
     planned = sum(k + sum(2 * (total - k) for _ in levels) for k in rewinds) * len(trials)
     rows = []
@@ -78,7 +77,7 @@ def sweep(
                 theta = _theta(experiment, trial, seed, k, bar)
                 bar.set_description(f"trial {trial + 1}/{config.lottery.trials} levels k={k}")
                 expected = bar.n + 2 * (total - k) * len(levels)
-                rows += _measure(experiment, trial, seed, levels, k, theta, settings, bar)
+                rows += _measure(experiment, trial, seed, levels, k, theta, bar)
                 bar.update(expected - bar.n)  # work stored before is counted as done
                 _write(store.path, rows)
     return rows
@@ -119,24 +118,12 @@ def _measure(
     levels: Sequence[int],
     k: int,
     theta: Weights,
-    settings: PathSettings,
     bar: tqdm,
 ) -> list[dict[str, Any]]:
     """The levels' start points at k, measured together (their copies as replicas where
     `lottery.replicas` allows)."""
     points = [_point(experiment, trial, seed, level, k, theta) for level in levels]
-    records = measure.measure_all(
-        points,
-        make_model=experiment.make_model,
-        data=experiment.data,
-        augment=experiment.config.data.augment,
-        settings=settings,
-        iterations=experiment.total,
-        replicas=experiment.replicas,
-        checkpoint_interval_s=experiment.runtime.checkpoint_interval_s,
-        on_progress=bar.update,
-    )
-    return [measure.row(record) for record in records]
+    return [measure.row(record) for record in experiment.measure_points(points, bar.update)]
 
 
 def _point(

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -545,18 +546,25 @@ class Experiment:
                 f"trial {units[0].trial + 1}/{self.config.lottery.trials} "
                 f"level {units[0].level}/{self.config.lottery.levels} instability"
             )
-        measure.measure_all(
+        self.measure_points(points, self._bar.update if self._bar is not None else None)
+        measure.write_instability(self.config, self.store)
+
+    def measure_points(
+        self, points: list[tuple[Path, measure.StartPoint]], on_progress: Callable[[int], None] | None
+    ) -> list[dict[str, Any]]:
+        """`measure.measure_all` of (folder, start point)s with this experiment's model, data,
+        settings and replicas: instability.json's contents for each."""
+        return measure.measure_all(
             points,
             make_model=self.make_model,
             data=self.data,
             augment=self.config.data.augment,
-            settings=settings,
+            settings=PathSettings.of(self.config.lottery),
             iterations=self.total,
             replicas=self.replicas,
             checkpoint_interval_s=self.runtime.checkpoint_interval_s,
-            on_progress=self._bar.update if self._bar is not None else None,
+            on_progress=on_progress,
         )
-        measure.write_instability(self.config, self.store)
 
     # --- TensorBoard -----------------------------------------------------------------------------
 
