@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 import conv2_cifar
+import conv2_profile
 import engines
 import environment
 import lenet_mnist
@@ -37,6 +38,7 @@ from table import render
 BENCHMARKS: dict[str, Callable[[Context], GroupResult]] = {
     "lenet": lenet_mnist.run,
     "conv2": conv2_cifar.run,
+    "conv2-profile": conv2_profile.run,
     "replicas": replicas.run,
     "sums": sums.run,
     "engines": engines.run,

@@ -3,7 +3,8 @@
 `autograd` trains any module; `fused` trains fully connected ReLU networks (`fused.mlp_layers`)
 with a hand-written step, the same numbers bit for bit on a CPU (tests/test_fused.py) in less
 time (benchmarks/RESULTS.md); `sparse` makes that step's cost fall with the ticket, equal within
-rounding. "auto" takes the first exact engine that applies. Each also names the engine of its
+rounding; `channels-last` runs a conv net's autograd step in NHWC layout, faster on a CPU and also
+equal within rounding. "auto" takes the first exact engine that applies. Each also names the engine of its
 replica groups (`FusedReplicas`, or `ReplicaGroup`'s vmap for autograd). Which one trained a result is
 recorded with it (`describe`). Replica groups have their own engine (replicas.py).
 """
@@ -20,7 +21,7 @@ from lth.config import TrainingConfig
 from lth.data import Splits
 from lth.errors import ConfigError
 from lth.pruning import Mask
-from lth.training.autograd import OneModel
+from lth.training.autograd import ChannelsLast, OneModel
 from lth.training.engine import Engine, OneModelEngine
 from lth.training.fused import FusedMLP, mlp_layers
 from lth.training.fused_replicas import FusedReplicas
@@ -70,6 +71,16 @@ ONE_MODEL: dict[str, Choice] = {
         build_replicas=FusedReplicas,  # dense: replicas of different masks share no sparsity
         replicas_name="fused replicas",
         replicas_exact=True,
+    ),
+    "channels-last": Choice(
+        "autograd and torch.optim with convolution weights in channels-last layout",
+        "network with 2-d convolutions",
+        lambda model: any(isinstance(m, nn.Conv2d) for m in model.modules()),
+        ChannelsLast,
+        exact=False,
+        build_replicas=lambda *args, **kwargs: _vmap_replicas(*args, **kwargs),
+        replicas_name="vmap replicas",
+        replicas_exact=False,
     ),
     "autograd": Choice(
         "autograd and torch.optim",
