@@ -18,7 +18,7 @@ import lth
 from lth import cli, layout
 from lth.models import build, names, prunable_layers
 from lth.store import read_tensors
-from lth.tickets import SparseLinear, apply_mask, read_file, sparse_payload_bytes
+from lth.tickets import SparseLinear, SparseMLP, apply_mask, read_file, sparse_payload_bytes
 from lth.tickets.formats import HEADER_BOUND_BYTES, HEADER_BOUND_PER_TENSOR
 
 
@@ -197,10 +197,22 @@ def test_a_sparse_model_takes_a_plain_model_and_a_mask(run_dir):
     plain.load_state_dict(stored(run_dir, "imp", 1, "final"))
     mask = stored(run_dir, "imp", 1, "mask")
     fast = lth.sparse_model(plain, mask, max_density=0.85)  # the output layer keeps 90%: dense
-    assert isinstance(fast.hidden[0], SparseLinear) and isinstance(fast.output, torch.nn.Linear)
-    x = torch.randn(5, 1, 28, 28)
+    # LeNet is flatten → (Linear → ReLU)* → Linear: one SparseMLP of its layers, in order.
+    assert isinstance(fast, SparseMLP) and [type(m) for m in fast.layers] == [
+        SparseLinear,
+        SparseLinear,
+        torch.nn.Linear,
+    ]
+    ticket = lth.load_ticket(run_dir, level=1)
+    for batch in (5, 1):
+        x = torch.randn(batch, 1, 28, 28)
+        with torch.no_grad():
+            torch.testing.assert_close(fast(x), ticket(x), rtol=1e-4, atol=1e-5)
+    doubled = fast.to(torch.float64)  # moving the model refreshes the tensors its forward holds
     with torch.no_grad():
-        torch.testing.assert_close(fast(x), lth.load_ticket(run_dir, level=1)(x), rtol=1e-4, atol=1e-5)
+        got = doubled(x.double())
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got.float(), ticket(x), rtol=1e-4, atol=1e-5)
     with pytest.raises(lth.ConfigError, match="no masked layer"):
         lth.sparse_model(plain)
 

@@ -13,12 +13,13 @@ from lth.tickets.export import export_ticket
 from lth.tickets.formats import FORMATS, read_file, sparse_payload_bytes
 from lth.tickets.load import apply_mask, evaluate, load_ticket
 from lth.tickets.source import About, Ticket, read_level
-from lth.tickets.sparse import SparseLinear, sparse_model
+from lth.tickets.sparse import SparseLinear, SparseMLP, sparse_model
 
 __all__ = [
     "FORMATS",
     "About",
     "SparseLinear",
+    "SparseMLP",
     "Ticket",
     "apply_mask",
     "evaluate",

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from lth.errors import ConfigError
+from lth.training.fused import mlp_layers
 
 
 class SparseLinear(nn.Module):
@@ -63,6 +64,43 @@ class SparseLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, density={density:.4f}"
 
 
+class SparseMLP(nn.Module):
+    """A flatten → (Linear → ReLU)* → Linear network (`fused.mlp_layers`) for inference, its layers
+    (`SparseLinear` or `nn.Linear`) run back to back in one forward.
+
+    At batch 1 the products of a sparse ticket are so cheap that Python's cost per module call
+    and per tensor op (about 20 µs of LeNet's forward) would hide what they save; one forward
+    that calls no sub-module, takes matrix-vector products for a single example (dense layers
+    too: `addmv` costs half of `addmm` with one row), and applies ReLU in place does not."""
+
+    def __init__(self, layers: list[nn.Module]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self._plan: list[tuple[torch.Tensor, torch.Tensor | None]] | None = None
+
+    def _apply(self, fn, recurse=True):
+        self._plan = None  # `.to()` and the like replace the tensors the plan holds
+        return super()._apply(fn, recurse)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._plan is None:  # the tensors themselves: `nn.Module.__getattr__` costs 1 µs a lookup
+            self._plan = [(layer.weight, layer.bias) for layer in self.layers]
+        last = len(self._plan) - 1
+        if x.shape[0] == 1:  # one example
+            h = x.reshape(-1)
+            for i, (weight, bias) in enumerate(self._plan):
+                h = torch.mv(weight, h) if bias is None else torch.addmv(bias, weight, h)
+                if i < last:
+                    h.relu_()
+            return h.unsqueeze(0)
+        h = x.flatten(1)
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i < last:
+                h.relu_()
+        return h
+
+
 @torch.no_grad()
 def sparse_model(
     model: nn.Module, mask: Mapping[str, torch.Tensor] | None = None, *, max_density: float = 1.0
@@ -73,8 +111,10 @@ def sparse_model(
 
     The mask is the one `torch.nn.utils.prune` attached (`lth.load_ticket`'s models), or `mask`
     (weight name → 0/1, e.g. a `lth.Mask`) for a plain model. Every other masked layer keeps its
-    zeros as a dense weight. Where sparse products pay depends on the batch and the machine: see
-    `make bench` (group `tickets`) and benchmarks/RESULTS.md for the measured break-even Pm.
+    zeros as a dense weight. A flatten → (Linear → ReLU)* → Linear network (LeNet, or a user's own
+    MLP) comes back as one `SparseMLP` of its layers, whose forward has no per-layer module call.
+    Where sparse products pay depends on the batch and the machine: see `make bench` (group
+    `tickets`) and benchmarks/RESULTS.md for the measured break-even Pm.
     """
     _refresh_pruned(model)
     net = copy.deepcopy(model).eval()
@@ -84,6 +124,9 @@ def sparse_model(
             "the model has no masked layer: give a model from lth.load_ticket (masked by "
             "torch.nn.utils.prune) or mask={weight name: 0/1 tensor}"
         )
+    layers = mlp_layers(net)
+    names = {id(m): name for name, m in net.named_modules()}
+    mlp = None if layers is None else [names[id(layer)] for layer in layers]
     for name, keep in masks.items():
         module_name, _, param = name.rpartition(".")
         module = net.get_submodule(module_name)
@@ -94,6 +137,8 @@ def sparse_model(
         dense_enough = keep.float().mean().item() > max_density
         if isinstance(module, nn.Linear) and param == "weight" and not dense_enough:
             _replace(net, module_name, SparseLinear(weight, keep, module.bias))
+    if mlp is not None:
+        return SparseMLP([net.get_submodule(name) for name in mlp]).eval()
     return net
 
 
