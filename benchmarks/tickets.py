@@ -3,9 +3,10 @@
 Per level: the file `lth export` writes (`--format dense` against `--format sparse`), and
 inference on MNIST test images at batch 1 (latency) and batch 1,000 (throughput) of the dense
 network with zeros in place (the ticket after `prune.remove`: what one would deploy densely)
-against `lth.sparse_model` of it (CSR products in every Linear layer), interleaved turn by turn;
-at batch 1 also both models traced and frozen by TorchScript, which leaves out Python's cost per
-layer (the eager forward's fixed cost hides part of what the sparse products save).
+against `lth.sparse_model` of it (CSR products in every Linear layer, as one `SparseMLP`),
+interleaved turn by turn; at batch 1 also both models traced and frozen by TorchScript, which
+leaves out Python's cost per call (the eager forward's fixed cost hides part of what the sparse
+products save).
 Then the break-even Pm (the densest level from which every sparser level is faster) and the
 issue's targets at Pm ≤ 3.6%: batch 1 ≥ 2× faster, file ≤ 8% of the dense one.
 

@@ -3,7 +3,7 @@
     >>> model = lth.load_ticket("runs/lenet300-mnist-…", level=15)   # masked by torch.nn.utils.prune
     >>> lth.evaluate(model, "mnist")                                 # the stored final_test_accuracy
     >>> lth.export_ticket("runs/lenet300-mnist-…", "t.safetensors", level=15)  # `lth export`
-    >>> fast = lth.sparse_model(model)                               # CSR products in its Linear layers
+    >>> fast = lth.sparse_model(model)                               # a SparseMLP of CSR products
 
 `source.py` reads a level, `formats.py` writes and reads the export files, `load.py` builds the
 module and evaluates it, `export.py` writes a file, `sparse.py` swaps in sparse layers.
