@@ -178,7 +178,8 @@ def test_the_fused_engine_takes_exactly_the_networks_it_computes(name):
 
 def test_an_unknown_engine_is_refused_before_anything_trains(tmp_path):
     config = tiny_config()
-    with pytest.raises(ConfigError, match="unknown engine 'turbo'.*auto, fused, sparse, autograd"):
+    listed = "auto, fused, sparse, channels-last, autograd"
+    with pytest.raises(ConfigError, match=f"unknown engine 'turbo'.*{listed}"):
         Experiment(config, DATA, lambda: _lenet(), RunStore(tmp_path, config), Runtime(engine="turbo"))
     assert not list(tmp_path.rglob("result.json"))
 
@@ -267,7 +268,7 @@ def test_the_cli_lists_the_engines_and_refuses_an_unknown_one_in_one_line(capsys
 
     assert main(["engines"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert listed == ["fused", "sparse", "autograd"]
+    assert listed == ["fused", "sparse", "channels-last", "autograd"]
     run = ["run", "lenet-mnist-quick", "--engine", "turbo", "--quiet", "--out", str(tmp_path)]
     assert main(run) == 1
     assert capsys.readouterr().err.strip().count("\n") == 0

@@ -167,9 +167,11 @@ class FusedMLP:
                         warnings.simplefilter("ignore", UserWarning)
                         pattern = mask[name].to(device).to_sparse_csr()
                     values = self.compact[self.live_slices[name]]
+                    # int32 indices: MKL's kernels take int32 and would convert int64 ones on
+                    # every call (8 conversions a step, measured with the profiler).
                     self.csr[name] = torch.sparse_csr_tensor(  # indices valid by construction
-                        pattern.crow_indices(),
-                        pattern.col_indices(),
+                        pattern.crow_indices().int(),
+                        pattern.col_indices().int(),
                         values,
                         size=pattern.shape,
                         check_invariants=False,
@@ -203,12 +205,18 @@ class FusedMLP:
         h = x.flatten(1)
         last = len(self.weight_names) - 1
         for i, (w, b) in enumerate(zip(self.weight_names, self.bias_names, strict=True)):
-            if keep is not None:
-                keep.append(h)
             if w in self.csr:  # (W hᵀ)ᵀ with W sparse
+                # hᵀ made contiguous once: MKL's CSR product and the backward's sampled product
+                # each copied the transposed view otherwise; the result made contiguous, as the
+                # ReLU, the next product and its backward run far slower on a transposed one.
+                h_t = h.t().contiguous()
+                if keep is not None:
+                    keep.append(h_t.t())
                 bias = self.value[b].unsqueeze(1) if b is not None else torch.zeros(1, 1, device=h.device)
-                h = torch.addmm(bias, self.csr[w], h.t()).t()
+                h = torch.addmm(bias, self.csr[w], h_t).t().contiguous()
             else:
+                if keep is not None:
+                    keep.append(h)
                 weight = self.value[w]
                 h = torch.addmm(self.value[b], h, weight.t()) if b is not None else h @ weight.t()
             if i < last:
