@@ -196,13 +196,18 @@ def test_each_result_records_the_engine_that_trained_it(tmp_path):
     pd.testing.assert_frame_equal(summaries[0], summaries[1], rtol=0, atol=0)
 
 
-def test_survivors_only_resumes_to_the_unbroken_numbers():
+@pytest.mark.parametrize("sparse", [False, True])
+def test_survivors_only_resumes_to_the_unbroken_numbers(sparse, monkeypatch):
     """Its checkpoints hold the full-shape state (zeros at pruned weights), compacted again on
-    resuming."""
+    resuming; with sparse products in every layer, the first layer's lazily kept dense values
+    are written before each checkpoint."""
+    monkeypatch.setattr(fused, "SPARSE_MIN_WEIGHTS", 0)
+    monkeypatch.setattr(fused, "SPARSE_DENSITY", 1.0)
     config = _config()
 
     def engine(model):
-        return FusedMLP(model, DATA, config, seed=4, mask=_mask(model, 7), augment=False, survivors=True)
+        mask = _mask(model, 7)
+        return FusedMLP(model, DATA, config, seed=4, mask=mask, augment=False, survivors=True, sparse=sparse)
 
     unbroken = engine(_lenet())
     unbroken_result = run(unbroken, DATA, config, seed=4)[0]
@@ -216,7 +221,8 @@ def test_survivors_only_resumes_to_the_unbroken_numbers():
 
     resumed = engine(_lenet())
     resumed_result = run(resumed, DATA, config, seed=4, checkpoint=Resume())[0]
-    assert torch.equal(resumed.flat, unbroken.flat)
+    weights = [e.copy_weights()[0] for e in (resumed, unbroken)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[1])
     assert resumed_result.record() == unbroken_result.record()
 
 

@@ -177,6 +177,18 @@ class FusedMLP:
                         check_invariants=False,
                     )
 
+        # A CSR first layer's dense values are read by nothing in a step (its products use the CSR
+        # matrix, and no input gradient goes through a first layer), so they are written to the
+        # flat buffer only when it is read (`_sync`): a step then gathers and scatters only the
+        # other layers' live weights, not most of them.
+        self.eager: tuple[torch.Tensor, torch.Tensor] | None = None  # (compact, flat) positions
+        self.stale = False
+        if self.weight_names[0] in self.csr:
+            first = torch.zeros_like(keep, dtype=torch.bool)
+            first[self.slices[self.weight_names[0]]] = True
+            at = (~first[self.live]).nonzero().squeeze(1)
+            self.eager = at, self.live[at]
+
         self.order = BatchOrder(len(data.train), config.batch_size, seed)
         self.train_split, self.seed, self.augment = data.train, seed, augment
         batch = min(config.batch_size, len(data.train))
@@ -280,12 +292,26 @@ class FusedMLP:
             if self.keep is not None:
                 self.grad.mul_(self.keep)
             self.optimizer.step(lr)
-        else:
+        elif self.eager is None:
             torch.index_select(self.grad, 0, self.live, out=self.compact_grad)
             for name, values in sparse_grads.items():
                 self.compact_grad[self.live_slices[name]] = values
             self.optimizer.step(lr)
             self.flat.index_copy_(0, self.live, self.compact)
+        else:
+            at, live = self.eager
+            self.compact_grad.index_copy_(0, at, self.grad.index_select(0, live))
+            for name, values in sparse_grads.items():
+                self.compact_grad[self.live_slices[name]] = values
+            self.optimizer.step(lr)
+            self.flat.index_copy_(0, live, self.compact.index_select(0, at))
+            self.stale = True
+
+    def _sync(self) -> None:
+        """Bring the flat buffer's lazily kept values (see `eager`) up to date."""
+        if self.stale:
+            self.flat.index_copy_(0, self.live, self.compact)
+            self.stale = False
 
     # --- the rest of the engine --------------------------------------------------------------
 
@@ -304,6 +330,7 @@ class FusedMLP:
 
     def write_back(self) -> None:
         """Copy the trained weights into the model, as `train` leaves a model trained."""
+        self._sync()
         with torch.no_grad():
             for name, param in self.params.items():
                 param.copy_(self.value[name])
