@@ -138,26 +138,19 @@ def run(ctx: Context) -> GroupResult:
         )
     )
     default = seconds[f"evaluate {EVAL_BATCHES[0]}"]
-    for batch in EVAL_BATCHES:
-        spread = ratios(default, seconds[f"evaluate {batch}"])
-        per_1k = statistics.median(seconds[f"evaluate {batch}"]) * 1000 / len(test)
+    evaluations = [(f"evaluation at batch {b}", f"evaluate {b}") for b in EVAL_BATCHES]
+    last_label = f"channels-last engine's evaluation (batch {CHANNELS_LAST_CPU_EVAL_BATCH})"
+    evaluations.append((last_label, "evaluate channels_last"))
+    for label, key in evaluations:
+        spread = ratios(default, seconds[key])
+        per_1k = statistics.median(seconds[key]) * 1000 / len(test)
         rows.append(
             Row(
-                f"evaluation at batch {batch}: speed ÷ batch {EVAL_BATCHES[0]}'s",
+                f"{label}: speed ÷ batch {EVAL_BATCHES[0]}'s",
                 spread_text(spread.median, spread.low, spread.high),
                 f"{seconds_text(per_1k)} per 1,000 examples",
             )
         )
-    spread = ratios(default, seconds["evaluate channels_last"])
-    per_1k = statistics.median(seconds["evaluate channels_last"]) * 1000 / len(test)
-    rows.append(
-        Row(
-            f"channels-last engine's evaluation (batch {CHANNELS_LAST_CPU_EVAL_BATCH}): speed ÷ "
-            f"batch {EVAL_BATCHES[0]}'s",
-            spread_text(spread.median, spread.low, spread.high),
-            f"{seconds_text(per_1k)} per 1,000 examples",
-        )
-    )
     kinds = _kinds(engine()(), steps, workload.lr)
     total = sum(kinds.values())
     for kind, s in sorted(kinds.items(), key=lambda kv: -kv[1]):

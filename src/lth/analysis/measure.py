@@ -35,7 +35,7 @@ from lth.config import Config, TrainingConfig
 from lth.data import Splits
 from lth.pruning import Mask
 from lth.store import FileCheckpoint, GroupCheckpoint, LevelDir, RunStore, damaged, write_atomic, write_csv
-from lth.training.replicas import replicable, train_replicas
+from lth.training.replicas import train_replicas
 
 
 @dataclass(frozen=True)
@@ -189,12 +189,12 @@ def measure_all(
     checkpoint_interval_s: float = 60.0,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """`measure_in` for each (folder, point), in order; with `replicas` above 1 (and a model
-    `train_replicas` takes), the copies still to train first train together, grouped by start
-    iteration and training, up to `replicas` a group. A copy that began alone (its own checkpoint
-    exists) finishes alone."""
+    """`measure_in` for each (folder, point), in order; with `replicas` above 1, the copies still
+    to train first train together, grouped by start iteration and training, up to `replicas` a
+    group. A copy that began alone (its own checkpoint exists) finishes alone. `replicas` is the
+    experiment's (`Experiment.replicas`), which is 1 for a model `train_replicas` cannot take."""
     together: dict[Path, int] = {}
-    if replicas > 1 and replicable(make_model()):
+    if replicas > 1:
         todo = [(f, p) for f, p in points if stored(f, settings) is None]
         _write_trained({f for f, _ in todo})
         for group in _groups(_missing(todo), replicas):

@@ -24,6 +24,11 @@ from lth.errors import ConfigError
 from lth.training.fused import mlp_layers
 
 
+def _matvec(weight: torch.Tensor, bias: torch.Tensor | None, v: torch.Tensor) -> torch.Tensor:
+    """W v + b for one example, W dense or CSR."""
+    return torch.mv(weight, v) if bias is None else torch.addmv(bias, weight, v)
+
+
 class SparseLinear(nn.Module):
     """y = x Wᵀ + b with W a CSR matrix of the surviving weights (`torch.addmm` with a sparse
     first operand, computed as (W xᵀ)ᵀ). Inference only: W is a buffer, not a parameter."""
@@ -52,9 +57,7 @@ class SparseLinear(nn.Module):
             # One example: the sparse matrix-vector product. MKL's CSR `addmv` costs about half of
             # `addmm` with a one-column operand (LeNet's 300×784 layer at 3.5% density, 1 thread:
             # 7.8 µs against 15 µs; benchmarks/RESULTS.md, "Tickets").
-            v = x.reshape(-1)
-            y = torch.mv(weight, v) if bias is None else torch.addmv(bias, weight, v)
-            return y.view(*x.shape[:-1], self.out_features)
+            return _matvec(weight, bias, x.reshape(-1)).view(*x.shape[:-1], self.out_features)
         flat = x.reshape(-1, self.in_features).t()
         y = torch.sparse.mm(weight, flat) if bias is None else torch.addmm(bias.unsqueeze(1), weight, flat)
         return y.t().reshape(*x.shape[:-1], self.out_features)
@@ -89,7 +92,7 @@ class SparseMLP(nn.Module):
         if x.shape[0] == 1:  # one example
             h = x.reshape(-1)
             for i, (weight, bias) in enumerate(self._plan):
-                h = torch.mv(weight, h) if bias is None else torch.addmv(bias, weight, h)
+                h = _matvec(weight, bias, h)
                 if i < last:
                     h.relu_()
             return h.unsqueeze(0)

@@ -78,7 +78,7 @@ CHANNELS_LAST_CPU_EVAL_BATCH = 50
 
 class ChannelsLast(OneModel):
     """The autograd engine with the model's 4-d weights in channels-last (NHWC) layout, which
-    oneDNN's CPU convolutions run faster (Conv-2, 1 thread: steps 1.03–1.12× and evaluation 1.7×, in
+    oneDNN's CPU convolutions run faster (Conv-2, 1 thread: steps 1.03–1.12× and evaluation 1.35–1.7×, in
     benchmarks/RESULTS.md, "Conv-2 profile"). The sums run in another order, so its numbers equal
     the autograd engine's up to float rounding, not bit for bit: it is chosen only on request."""
 

@@ -292,20 +292,19 @@ class FusedMLP:
             if self.keep is not None:
                 self.grad.mul_(self.keep)
             self.optimizer.step(lr)
-        elif self.eager is None:
-            torch.index_select(self.grad, 0, self.live, out=self.compact_grad)
-            for name, values in sparse_grads.items():
-                self.compact_grad[self.live_slices[name]] = values
-            self.optimizer.step(lr)
-            self.flat.index_copy_(0, self.live, self.compact)
         else:
-            at, live = self.eager
-            self.compact_grad.index_copy_(0, at, self.grad.index_select(0, live))
+            if self.eager is None:
+                torch.index_select(self.grad, 0, self.live, out=self.compact_grad)
+            else:
+                self.compact_grad.index_copy_(0, self.eager[0], self.grad.index_select(0, self.eager[1]))
             for name, values in sparse_grads.items():
                 self.compact_grad[self.live_slices[name]] = values
             self.optimizer.step(lr)
-            self.flat.index_copy_(0, live, self.compact.index_select(0, at))
-            self.stale = True
+            if self.eager is None:
+                self.flat.index_copy_(0, self.live, self.compact)
+            else:
+                self.flat.index_copy_(0, self.eager[1], self.compact.index_select(0, self.eager[0]))
+                self.stale = True
 
     def _sync(self) -> None:
         """Bring the flat buffer's lazily kept values (see `eager`) up to date."""
