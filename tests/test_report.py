@@ -303,6 +303,35 @@ def test_the_page_sets_a_run_beside_the_paper_with_verdicts(tmp_path):
     assert "2.00× at Pm 21.1%" in page and "Section 2, Figure 4" in page and "Shortened run" not in page
 
 
+def test_each_claim_is_also_checked_on_each_trial_alone(tmp_path):
+    # At Pm 21.1% trial 0 stops 4× sooner than its dense network and trial 1 no sooner: the
+    # mean of the ratios (2.5×) holds the paper's 1.61×, one trial alone does not. Trial 1 falls
+    # below its dense network at 51.3%, trial 0 does not; the mean (-0.05 pt) fails.
+    pms = [100.0, 51.3, 21.1, 13.5, 3.6]
+    its = [(2000, 1000), (2000, 1000), (500, 1000), (700, 700), (1000, 1000)]
+    acc = [(0.98, 0.98), (0.981, 0.978), (0.984, 0.984), (0.984, 0.984), (0.98, 0.98)]
+    reinit = [None, (0.98, 0.98), (0.978, 0.978), (0.97, 0.97), (0.95, 0.95)]
+    reinit_its = [None, (900, 900), (1000, 1000), (1000, 1000), (1000, 1000)]
+    run = _crafted_run(tmp_path, _imp_and_reinit(pms, its, acc, reinit, reinit_its), "lottery.levels=4")
+    comparison = build_report([run], tmp_path / "out").runs[0].paper
+    checks = {c.text[:30]: c for c in comparison.checks}
+    speedup = checks["early stop 38% sooner than den"]
+    assert speedup.verdict == "holds" and speedup.ours.startswith("2.50× at Pm 21.1%")
+    assert [(t.trial, t.verdict) for t in speedup.per_trial] == [(0, "holds"), (1, "does not hold")]
+    assert speedup.per_trial[0].ours.startswith("4.00× at Pm 21.1%")
+    matches = checks["winning tickets' early-stop te"]
+    assert matches.verdict == "does not hold"
+    assert [t.verdict for t in matches.per_trial] == ["holds", "does not hold"]
+    assert matches.per_trial[1].ours == "below dense at Pm 51.3% (-0.20 pt)"
+    page = (tmp_path / "out" / "report.md").read_text()
+    assert "| ✓ holds | ✓ 0 · ✗ 1 |" in page and "| trial 0 | trial 1 |" in page
+    assert comparison.to_dict()["checks"][2]["per_trial"][1] == {
+        "trial": 1,
+        "ours": speedup.per_trial[1].ours,
+        "verdict": "does not hold",
+    }
+
+
 def test_a_shortened_run_is_labelled_and_its_unreached_claims_say_so(runs, single):
     comparison = single.runs[0].paper
     assert comparison.shortened and comparison.iterations == 40 and comparison.paper_iterations == 50000
@@ -332,8 +361,8 @@ def test_claims_a_shortened_budget_cannot_test_say_so_instead_of_failing(tmp_pat
     assert [c.verdict for c in comparison.checks] == (shortened if comparison.shortened else at_paper)
     assert comparison.checks[0].ours == "97.30% (test)"  # still beside the paper's, for orientation
     page = (tmp_path / "out" / "report.md").read_text()
-    assert page.count(budget_bound) == (3 if comparison.shortened else 2)
-    assert ("✗" in page) != comparison.shortened
+    assert page.count(f"| {budget_bound} |") == (3 if comparison.shortened else 2)
+    assert ("| ✗" in page) != comparison.shortened
 
 
 def _resnet_pm_all(conv_pm: pd.Series) -> pd.Series:

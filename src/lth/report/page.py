@@ -248,9 +248,18 @@ def _paper_section(page: Outline, r: RunReport) -> None:
     if comparison.deviations:
         page.add(Para("Settings that differ from the paper's:"), Bullets(comparison.deviations))
     both = r.run.unpruned_weights  # then say which Pm each claim is checked against
+    trials = any(c.per_trial for c in comparison.checks)
     page.add(
         Table(
-            ["claim", "source", "paper", "this run", *(["Pm of"] if both else []), "verdict"],
+            [
+                "claim",
+                "source",
+                "paper",
+                "this run",
+                *(["Pm of"] if both else []),
+                "verdict",
+                *(["each trial alone"] if trials else []),
+            ],
             [
                 [
                     c.text,
@@ -259,6 +268,7 @@ def _paper_section(page: Outline, r: RunReport) -> None:
                     c.ours,
                     *([published.PM_WORDS.get(c.pm_counts, "–")] if both else []),
                     _mark(c, comparison),
+                    *([_per_trial(c)] if trials else []),
                 ]
                 for c in comparison.checks
             ],
@@ -275,8 +285,39 @@ def _paper_section(page: Outline, r: RunReport) -> None:
                 if both
                 else ""
             )
+            + (
+                " The last column checks each claim on each trial alone and lists the trials by "
+                "verdict (✓ holds, ~ partly, ✗ does not hold): how firm the means' verdict is. "
+                "Each trial's own numbers:"
+                if trials
+                else ""
+            )
         )
     )
+    if trials:
+        numbers = [c.per_trial for c in comparison.checks]
+        page.add(
+            Table(
+                ["claim", *(f"trial {one.trial}" for one in numbers[0])],
+                [
+                    [c.text, *(f"{one.ours} {_symbol(one.verdict)}" for one in row)]
+                    for c, row in zip(comparison.checks, numbers, strict=True)
+                ],
+            )
+        )
+
+
+def _per_trial(check: published.Check) -> str:
+    """Each trial's verdict, trials grouped by verdict: "✓ 0, 2 · ✗ 1"."""
+    by_verdict: dict[str, list[int]] = {}
+    for one in check.per_trial:
+        by_verdict.setdefault(one.verdict, []).append(one.trial)
+    return " · ".join(f"{_symbol(v)} {', '.join(map(str, t))}" for v, t in by_verdict.items())
+
+
+def _symbol(verdict: str) -> str:
+    """A verdict's mark alone: ✓, ~, ✗ or –."""
+    return VERDICT_MARKS.get(verdict, verdict).split()[0]
 
 
 def _mark(check: published.Check, comparison: published.PaperComparison) -> str:

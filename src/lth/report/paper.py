@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -50,6 +50,15 @@ BUDGET_BOUND = frozenset({"dense_accuracy", "accuracy_at", "speedup", "sooner_in
 
 
 @dataclass
+class TrialCheck:
+    """One claim checked on one trial alone."""
+
+    trial: int
+    ours: str
+    verdict: str
+
+
+@dataclass
 class Check:
     """One published claim beside this run's number."""
 
@@ -59,6 +68,9 @@ class Check:
     ours: str  # this run's number, with where it was measured
     verdict: str  # holds / partly / does not hold / not reached / no data / not testable
     pm_counts: str = ""  # which Pm the claim means: "all" or "prunable" (none for dense accuracy)
+    # Where the run has several trials, the claim checked on each trial alone (`ours` and
+    # `verdict` above are of the means): how firm a verdict of the means is.
+    per_trial: list[TrialCheck] = field(default_factory=list)
 
 
 @dataclass
@@ -73,7 +85,7 @@ class PaperComparison:
     checks: list[Check] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "checks": [c.__dict__ for c in self.checks]}
+        return {**self.__dict__, "checks": [asdict(c) for c in self.checks]}
 
 
 @cache
@@ -142,14 +154,25 @@ def compare(config: Config, summary: pd.DataFrame, iterations: int | None) -> Pa
                 result.shortened = iterations < paper_value
         elif not _same(flat.get(key), paper_value):
             result.deviations.append(f"{key}: {_show(flat.get(key))} (paper: {_show(paper_value)})")
+    claims = experiment.get("claim", [])
+    result.checks = _check_all(claims, summary, iterations, result.shortened)
+    trials = sorted(int(t) for t in summary.trial.unique()) if "trial" in summary else []
+    if len(trials) > 1:
+        for trial in trials:
+            alone = _check_all(claims, summary[summary.trial == trial], iterations, result.shortened)
+            for check, one in zip(result.checks, alone, strict=True):
+                check.per_trial.append(TrialCheck(trial, one.ours, one.verdict))
+    return result
+
+
+def _check_all(
+    claims: list[dict[str, Any]], summary: pd.DataFrame, iterations: int | None, shortened: bool
+) -> list[Check]:
+    """Every claim checked on `summary` (its trials' means)."""
     findings = {
         counts: compute_findings(summary, iterations, pm=column) for counts, column in PM_COLUMNS.items()
     }
-    result.checks = [
-        check_claim(claim, findings[pm_counts(claim) or "all"], result.shortened)
-        for claim in experiment.get("claim", [])
-    ]
-    return result
+    return [check_claim(claim, findings[pm_counts(claim) or "all"], shortened) for claim in claims]
 
 
 def pm_counts(claim: dict[str, Any]) -> str:
