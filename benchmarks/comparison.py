@@ -17,11 +17,13 @@ from typing import Any
 
 from torch import nn
 
+import bare
 import flops
 import lth_side
 import plain
 from lth.data import Splits
 from lth.training import TrainResult
+from lth.training.fused import mlp_layers
 from timing import Case, Spread, interleaved, ratios, time_once
 from workloads import Workload, head
 
@@ -76,6 +78,33 @@ def lth_case(
         )
 
     return Case(run=run, setup=workload.fresh_model)
+
+
+def floor_case(workload: Workload, splits: Splits, steps: int, eval_every: int) -> Case | None:
+    """The run `plain_case` times, as its matrix products alone: each step's (`bare.training_step`),
+    and the forward products of every evaluation of val and test and of the final training-set one.
+    No fp32 engine computing these products densely can be faster, so plain ÷ this bounds the
+    end-to-end speed-up any such engine can reach. None where the network is not fully
+    connected (a conv net's floor is not products alone)."""
+    layers = mlp_layers(workload.fresh_model())
+    if layers is None:
+        return None
+    sizes = [layers[0].in_features, *(layer.out_features for layer in layers)]
+    step = bare.training_step(workload.batch_size, sizes)
+    val, test, train = (
+        bare.evaluation(len(split), sizes, plain.EVAL_BATCH)
+        for split in (splits.val, splits.test, splits.train)
+    )
+
+    def run(_: object) -> None:
+        val(), test()
+        for done in range(1, steps + 1):
+            step()
+            if done % eval_every == 0 or done == steps:
+                val(), test()
+        train()
+
+    return Case(run=run)
 
 
 @dataclass
@@ -180,6 +209,7 @@ def per_step(
 class EndToEnd:
     throughput_ratio: Spread  # lth steps/s ÷ plain steps/s, per repeat
     default_ratio: Spread | None  # the same for lth's default evaluation, where it differs
+    floor_ratio: Spread | None  # the bare products' steps/s ÷ plain (fully connected networks)
     plain_steps_per_s: float
     lth_steps_per_s: float
     data: dict[str, Any]
@@ -196,6 +226,9 @@ def end_to_end(
     }
     if time_default:
         cases["lth_default"] = lth_case(workload, splits, steps, eval_every, like_for_like=False)
+    floor = floor_case(workload, splits, steps, eval_every)
+    if floor is not None:
+        cases["floor"] = floor
     samples = interleaved(cases, repeats)
     plain_t = samples["plain"].seconds
     throughput = ratios(plain_t, samples["lth"].seconds)  # (steps/lth_t) / (steps/plain_t)
@@ -218,9 +251,14 @@ def end_to_end(
     if default is not None:
         data["lth_default_over_plain_throughput"] = default.as_dict()
         data["lth_default_record"] = samples["lth_default"].last_output.record()
+    floor_ratio = ratios(plain_t, samples["floor"].seconds) if floor is not None else None
+    if floor_ratio is not None:
+        data["floor_over_plain_throughput"] = floor_ratio.as_dict()
+        data["floor"] = "the same steps and evaluations as bare matrix products (benchmarks/bare.py)"
     return EndToEnd(
         throughput_ratio=throughput,
         default_ratio=default,
+        floor_ratio=floor_ratio,
         plain_steps_per_s=steps / samples["plain"].median,
         lth_steps_per_s=steps / samples["lth"].median,
         data=data,

@@ -10,12 +10,10 @@ nothing else). Each turn is `steps` steps of one engine; ratios are taken per tu
 from __future__ import annotations
 
 import copy
-import itertools
 import statistics
 from collections.abc import Callable
 
-import torch
-
+import bare as products
 import workloads
 from core import Context, GroupResult, Row, seconds_text, spread_text
 from lth.config import PruningConfig, TrainingConfig
@@ -25,26 +23,6 @@ from lth.training.fused import FusedMLP
 from timing import Case, interleaved, ratios
 
 ROUNDS = (0, 3, 7, 12, 15)  # Pm 100, 51.3, 21.1, 7.0 and 3.6% under the paper's rates
-
-
-def _bare_products(batch: int, sizes: list[int]) -> Callable[[], None]:
-    """The eight matrix products of one LeNet step at `batch`, on fresh operands."""
-    x = torch.randn(batch, sizes[0])
-    weights = [torch.randn(b, a) for a, b in itertools.pairwise(sizes)]
-    g_out = torch.randn(batch, sizes[-1])
-
-    def step() -> None:
-        inputs, h = [], x
-        for w in weights:
-            inputs.append(h)
-            h = h @ w.t()
-        g = g_out
-        for i in reversed(range(len(weights))):
-            inputs[i].t() @ g
-            if i:
-                g = g @ weights[i]
-
-    return step
 
 
 def _steps(make: Callable[[], object], steps: int) -> Case:
@@ -86,7 +64,7 @@ def run(ctx: Context) -> GroupResult:
 
         kinds = ("autograd", "fused", "sparse", "dense")
         cases = {kind: _steps(engine(kind), steps) for kind in kinds}
-        bare = _bare_products(workload.batch_size, sizes)
+        bare = products.training_step(workload.batch_size, sizes)
         cases["products"] = Case(run=lambda _, bare=bare: [bare() for _ in range(steps)])
         samples = interleaved(cases, repeats, warmup=1)
         seconds = {name: s.seconds for name, s in samples.items()}

@@ -76,6 +76,15 @@ def run_group(ctx: Context, workload: Workload, plan: Plan) -> GroupResult:
                 "lth does less work here: not like for like",
             )
         )
+    if e2e.floor_ratio is not None:
+        f = e2e.floor_ratio
+        rows.append(
+            Row(
+                "  … the same run's bare matrix products alone ÷ plain (no fp32 engine is faster)",
+                spread_text(f.median, f.low, f.high),
+                "the most any dense fp32 engine could reach like for like",
+            )
+        )
     if plan.min_plain_accuracy is not None:
         plain_acc = e2e.data["plain_record"]["final_test_accuracy"]
         lth_acc = e2e.data["lth_record"]["final_test_accuracy"]
