@@ -61,7 +61,8 @@ class Report:
         return sort_rows(pd.concat([r.aggregate for r in self.runs], ignore_index=True))
 
     def to_dict(self) -> dict[str, Any]:
-        """What `--format json` prints: the aggregate and the findings, for scripts."""
+        """What `--format json` prints: the aggregate, the findings and the mask analysis, for
+        scripts."""
         return _json_ready(
             {
                 "out": str(self.out),
@@ -85,6 +86,7 @@ class Report:
                     for r in self.runs
                 ],
                 "aggregate": self.aggregate.to_dict(orient="records"),
+                "masks": self.masks.to_dict() if self.masks else None,  # the page's "Masks" section
             }
         )
 
