@@ -179,7 +179,10 @@ def test_several_runs_are_overlaid_labelled_by_their_difference_and_printed_as_j
     }
     # The page's Masks section, as numbers: each run's layer sparsity and the runs' mask overlap.
     masks = data["masks"]
-    assert {row["run"] for row in masks["sparsity"]} == {"lottery.strategy=reset", "lottery.strategy=continue"}
+    assert {row["run"] for row in masks["sparsity"]} == {
+        "lottery.strategy=reset",
+        "lottery.strategy=continue",
+    }
     assert all(0 <= row["percent"] <= 100 for row in masks["sparsity"])
     assert "runs" in {row["kind"] for row in masks["overlap"]}
     assert set(pd.read_csv(out / "aggregate.csv").run) == {
