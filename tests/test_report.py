@@ -340,6 +340,45 @@ def test_each_claim_is_also_checked_on_each_trial_alone(tmp_path):
     }
 
 
+def test_a_second_run_is_set_beside_the_first_trial_by_trial(tmp_path, capsys):
+    # Strategy 2 against Strategy 1, same seed: level 1 is the same training in both; trial 0 of
+    # Strategy 2 is behind at levels 2 and 3, trial 1 only at level 3, and stops later at 3.
+    pms = [100.0, 80.0, 64.0, 51.2]
+    its = [(1000, 1000), (900, 900), (800, 800), (700, 700)]
+    acc = [(0.98, 0.98), (0.981, 0.981), (0.982, 0.982), (0.983, 0.983)]
+    reinit = [None, (0.97, 0.97), (0.97, 0.97), (0.97, 0.97)]
+    its_2 = [(1000, 1000), (900, 900), (800, 800), (1500, 1500)]
+    acc_2 = [(0.98, 0.98), (0.981, 0.981), (0.978, 0.983), (0.975, 0.977)]
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    reset = _crafted_run(tmp_path / "a", _imp_and_reinit(pms, its, acc, reinit, its), "lottery.levels=3")
+    rows = _imp_and_reinit(pms, its_2, acc_2, reinit, its)
+    go_on = _crafted_run(tmp_path / "b", rows, "lottery.levels=3", "lottery.strategy='continue'")
+    report = build_report([reset, go_on], tmp_path / "out")
+    (one,) = report.paired
+    assert (one.base, one.other, one.trials) == (
+        "lottery.strategy=reset",
+        "lottery.strategy=continue",
+        [0, 1],
+    )
+    assert one.levels.difference.tolist() == pytest.approx([0.0, -0.15, -0.7])
+    assert one.behind_per_trial == {0: (2, 3), 1: (1, 3)}
+    text = " ".join(one.sentences())
+    assert (
+        "lower at 2 of 3 pruned levels, -0.28 points on average (at Pm 51.2%: 97.60% against 98.30%)" in text
+    )
+    assert "later at 1 of 3 pruned levels" in text and "2 of 3 in trial 0, 1 of 3 in trial 1" in text
+    page = (tmp_path / "out" / "report.md").read_text()
+    assert "## Trial by trial" in page and "| 3 | 51.2% | 98.30 | 97.60 | -0.70 | 700 | 1,500 |" in page
+    assert report.to_dict()["paired"][0]["behind_per_trial"] == {
+        "0": {"behind": 2, "levels": 3},
+        "1": {"behind": 1, "levels": 3},
+    }
+    # Another seed starts each trial elsewhere: nothing to pair.
+    (tmp_path / "c").mkdir()
+    other_seed = _crafted_run(tmp_path / "c", rows, "lottery.levels=3", "lottery.seed=7")
+    assert build_report([reset, other_seed], tmp_path / "out2").paired == []
+
+
 def test_a_shortened_run_is_labelled_and_its_unreached_claims_say_so(runs, single):
     comparison = single.runs[0].paper
     assert comparison.shortened and comparison.iterations == 40 and comparison.paper_iterations == 50000

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lth.analysis import masks as mask_analysis
 from lth.errors import StoreError
-from lth.report import at_init, compare
+from lth.report import at_init, compare, paired
 from lth.report import paper as published
 from lth.report.aggregate import aggregate
 from lth.report.at_init_figures import builders as at_init_figures
@@ -96,6 +96,7 @@ def build_report(
     report.at_init = at_init.find(report.runs, report.aggregate)
     runs_data = [r.run for r in report.runs]
     report.masks = analyse_masks(runs_data)
+    report.paired = paired.pair(runs_data)
     more = stability_figures(measured) + at_init_figures(report.at_init, runs_data)
     if report.masks is not None:  # layer_sparsity, `lth masks`' fourth figure, is among the report's own
         more += mask_figures(report.masks)

@@ -19,6 +19,7 @@ from lth.report.aggregate import sort_rows
 from lth.report.figures import FigureFile
 from lth.report.findings import Findings
 from lth.report.load import RunData, engine_lines, record_line
+from lth.report.paired import Paired
 from lth.report.stability import Stability
 from lth.report.table import format_table
 
@@ -53,6 +54,7 @@ class Report:
     differing_keys: list[str] = field(default_factory=list)
     at_init: AtInit | None = None  # where runs prune at initialization (report/at_init.py)
     masks: MaskAnalysis | None = None  # of the runs that store masks (not records): the "Masks" section
+    paired: list[Paired] = field(default_factory=list)  # later runs against the first, trial by trial
     figures: list[FigureFile] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -87,6 +89,7 @@ class Report:
                 ],
                 "aggregate": self.aggregate.to_dict(orient="records"),
                 "masks": self.masks.to_dict() if self.masks else None,  # the page's "Masks" section
+                "paired": [p.to_dict() for p in self.paired],
             }
         )
 
@@ -124,6 +127,8 @@ class Report:
                 tally = ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
                 lines.append(f"- Stability to SGD noise ({r.stability.experiment['title']}): {tally}.")
             blocks.append("\n".join(lines))
+        if self.paired:
+            blocks.append("\n".join(f"- {s}" for p in self.paired for s in p.sentences()))
         where = self.files.get("html")
         if where is not None:
             blocks.append(f"report: {where}")

@@ -24,6 +24,7 @@ from lth.report.contents import Report, RunReport
 from lth.report.figures import FigureFile
 from lth.report.load import RunData, engine_lines, record_line
 from lth.report.masks import OVERLAP_NOTE, level_table
+from lth.report.paired import Paired
 from lth.report.stability import Stability
 from lth.store import write_atomic
 
@@ -154,6 +155,11 @@ def outline(report: Report) -> Outline:
         if several:
             page.add(Heading(3, r.run.label))
         _paper_section(page, r)
+
+    if report.paired:
+        page.add(Heading(2, "Trial by trial"))
+        for one in report.paired:
+            _paired_section(page, one)
 
     if any(r.stability is not None for r in runs):
         page.add(Heading(2, "Stability to SGD noise"))
@@ -325,6 +331,41 @@ def _mark(check: published.Check, comparison: published.PaperComparison) -> str:
     if check.verdict == published.NOT_TESTABLE:
         return f"{mark} at {comparison.iterations:,} iterations per level"
     return mark
+
+
+def _paired_section(page: Outline, one: Paired) -> None:
+    """A later run's IMP tickets beside the first run's, level by level, over shared trials."""
+    page.add(
+        Heading(3, f"{one.other} against {one.base}"),
+        Bullets(one.sentences()),
+        Table(
+            [
+                "level",
+                "Pm",
+                f"{one.base}: accuracy",
+                f"{one.other}: accuracy",
+                "difference (points)",
+                f"{one.base}: early stop",
+                f"{one.other}: early stop",
+            ],
+            [
+                [
+                    str(int(row.level)),
+                    f"{row.percent_remaining:.1f}%",
+                    f"{100 * row.base_accuracy:.2f}",
+                    f"{100 * row.other_accuracy:.2f}",
+                    f"{row.difference:+.2f}",
+                    f"{row.base_iteration:,.0f}",
+                    f"{row.other_iteration:,.0f}",
+                ]
+                for row in one.levels.itertuples()
+            ],
+        ),
+        Para(
+            "Early-stop test accuracy (percent) and early-stop iteration of each run's IMP ticket, "
+            "means over the trials both runs hold; a trial starts from the same θ0 and batches in both."
+        ),
+    )
 
 
 def _at_init_section(page: Outline, at_init: AtInit) -> None:
