@@ -105,3 +105,24 @@ def test_without_the_package_the_run_stops_first_with_the_pip_command(monkeypatc
     err = capsys.readouterr().err
     assert "pip install 'lth[tensorboard]'" in err and err.count("\n") == 1
     assert not out.exists()  # refused before a run directory was written
+
+
+def test_a_sweep_task_carries_the_drivers_directory_to_a_worker_that_lacks_the_variable(
+    monkeypatch, tmp_path, mnist_root
+):
+    # A Ray worker on another node never sees the driver's environment: the task says where.
+    from lth.config import load_preset, with_overrides
+    from lth.sweep.worker import Task, run_unit
+
+    config = with_overrides(
+        load_preset("lenet-mnist-quick"),
+        ["training.steps='100it'", "lottery.levels=1", "lottery.variants=['imp']"],
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(tensorboard.ENV, "tb")
+    task = Task(config, str(tmp_path / "runs"), 0, data_dir=str(mnist_root), threads=1)
+    assert task.tensorboard == str(tmp_path / "tb")  # resolved where the driver stands
+    monkeypatch.delenv(tensorboard.ENV)
+    assert run_unit(task).ok
+    [run] = (tmp_path / "runs").iterdir()
+    assert len(_check(tmp_path / "tb", run)) == 2  # levels 0 and 1

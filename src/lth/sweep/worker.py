@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lth.config import Config
@@ -26,6 +26,9 @@ class Task:
     device: str = "auto"
     threads: int | None = None  # PyTorch threads in this worker; None leaves PyTorch's default
     checkpoint_interval_s: float = 60.0
+    # Where TensorBoard streams go: the driver's $LTH_TENSORBOARD, read where the task is made,
+    # since a Ray worker on another node does not inherit the driver's environment.
+    tensorboard: str | None = field(default_factory=lambda: _driver_tensorboard())
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,19 @@ def _run(task: Task) -> None:
     splits = _load(config, task.data_dir)
     make_model = model_factory(config, splits)
     runtime = Runtime(
-        device=resolve_device(task.device), progress=False, checkpoint_interval_s=task.checkpoint_interval_s
+        device=resolve_device(task.device),
+        progress=False,
+        checkpoint_interval_s=task.checkpoint_interval_s,
+        tensorboard=task.tensorboard,
     )
     open_experiment(config, splits, make_model, task.out, runtime).run(trials=[task.trial])
+
+
+def _driver_tensorboard() -> str | None:
+    from lth.lottery.tensorboard import from_env
+
+    where = from_env()
+    return str(Path(where).resolve()) if where else None
 
 
 def _load(config: Config, data_dir: str | None):
