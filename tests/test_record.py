@@ -177,6 +177,19 @@ def test_a_partial_record_lists_the_trials_it_does_not_hold(half, tmp_path):
 # --- growing a record -----------------------------------------------------------------------------
 
 
+def test_trials_another_run_directory_recorded_are_not_called_unfinished(half, full, tmp_path):
+    # As the paper-scale record grows: trial 0 came from one checkout's run directory, trial 1
+    # from another's that never held trial 0.
+    only_1 = tmp_path / "only-1" / full.name
+    shutil.copytree(full, only_1)
+    shutil.rmtree(only_1 / "trial_0")
+    out = tmp_path / "record"
+    write_record(half, out)
+    record = write_record(only_1, out)
+    assert (record.trials, record.added, record.unfinished) == ([0, 1], [1], [])
+    assert check_record(out) == []
+
+
 def test_a_record_grows_trial_by_trial_and_recording_again_changes_nothing(half, full, tmp_path):
     out = tmp_path / "record"
     write_record(half, out)

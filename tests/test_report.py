@@ -608,3 +608,11 @@ def test_a_damaged_summary_is_named_with_the_fix(runs, tmp_path, content, why):
 def test_config_of_a_report_is_the_stored_one(runs):
     stored = tomllib.loads((runs[1] / "config.toml").read_text())
     assert read_run(runs[1]).config.lottery.strategy == stored["lottery"]["strategy"] == "continue"
+
+
+@pytest.mark.parametrize(
+    ("gain", "text"), [(-0.2, "-0.20"), (-0.0025, "-0.003"), (0.0, "+0.00"), (0.5, "+0.50")]
+)
+def test_a_shortfall_too_small_for_two_decimals_still_shows_its_sign_and_size(gain, text):
+    # A mean 0.0025 points below dense fails "≥ dense"; "-0.00 pt" would read as no shortfall.
+    assert published._points(gain) == text

@@ -48,7 +48,8 @@ _PROBE_INPUT = (3, 32, 32)
 
 @dataclass(frozen=True)
 class Record:
-    """What `write_record` did: the record's trials, those it added, and the run's unfinished ones."""
+    """What `write_record` did: the record's trials, those it added, and those still missing
+    (unfinished in the run and not in the record either)."""
 
     path: Path
     trials: list[int]
@@ -124,7 +125,7 @@ def write_record(run_dir: str | Path, out: str | Path, trials: Sequence[int] | N
         out,
         recorded,
         sorted(set(chosen) - set(held)),
-        [t for t in range(config.lottery.trials) if t not in finished],
+        [t for t in range(config.lottery.trials) if t not in finished and t not in recorded],
     )
 
 

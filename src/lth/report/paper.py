@@ -219,7 +219,7 @@ def _matches_dense_down_to(claim: dict[str, Any], f: Findings) -> tuple[str, str
     short = pruned[pruned.gain < -1e-9]
     if not short.empty:
         worst = short.loc[short.percent_remaining.idxmax()]
-        return paper, f"below dense at Pm {worst.percent_remaining:.1f}% ({worst.gain:+.2f} pt)", FAILS
+        return paper, f"below dense at Pm {worst.percent_remaining:.1f}% ({_points(worst.gain)} pt)", FAILS
     sparsest = float(f.levels.percent_remaining.min())
     if sparsest > pm + _ROUNDING:
         return paper, f"≥ dense at every level down to Pm {sparsest:.1f}%, the run's sparsest", NOT_REACHED
@@ -351,6 +351,15 @@ def _level_near(f: Findings, pm: float) -> tuple[pd.Series | None, str]:
     if sparsest > pm:
         return None, f"run stops at Pm {sparsest:.1f}%"
     return None, f"no level near Pm {pm:g}% (nearest {best.percent_remaining:.1f}%)"
+
+
+def _points(gain: float) -> str:
+    """A gain in points to 2 decimals, or to the first digit that shows where 2 would round a
+    shortfall to "-0.00"."""
+    digits = 2
+    while round(gain, digits) == 0 and gain != 0 and digits < 6:
+        digits += 1
+    return f"{gain:+.{digits}f}"
 
 
 def _graded(value: float, target: float, baseline: float) -> str:
