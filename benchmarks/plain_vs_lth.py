@@ -67,24 +67,21 @@ def run_group(ctx: Context, workload: Workload, plan: Plan) -> GroupResult:
             f"plain {e2e.plain_steps_per_s:.1f}, lth {e2e.lth_steps_per_s:.1f} steps/s",
         )
     )
-    if e2e.default_ratio is not None:
-        d = e2e.default_ratio
-        rows.append(
-            Row(
-                "  … lth's default eval (test only at new val-loss minima) ÷ plain",
-                spread_text(d.median, d.low, d.high),
-                "lth does less work here: not like for like",
-            )
-        )
-    if e2e.floor_ratio is not None:
-        f = e2e.floor_ratio
-        rows.append(
-            Row(
-                "  … the same run's bare matrix products alone ÷ plain (no fp32 engine is faster)",
-                spread_text(f.median, f.low, f.high),
-                "the most any dense fp32 engine could reach like for like",
-            )
-        )
+    beside = [
+        (
+            e2e.default_ratio,
+            "  … lth's default eval (test only at new val-loss minima) ÷ plain",
+            "lth does less work here: not like for like",
+        ),
+        (
+            e2e.floor_ratio,
+            "  … the same run's bare matrix products alone ÷ plain (no fp32 engine is faster)",
+            "the most any dense fp32 engine could reach like for like",
+        ),
+    ]
+    for spread, measure, context in beside:
+        if spread is not None:
+            rows.append(Row(measure, spread_text(spread.median, spread.low, spread.high), context))
     if plan.min_plain_accuracy is not None:
         plain_acc = e2e.data["plain_record"]["final_test_accuracy"]
         lth_acc = e2e.data["lth_record"]["final_test_accuracy"]
