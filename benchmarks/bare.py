@@ -11,6 +11,18 @@ import itertools
 from collections.abc import Callable
 
 import torch
+from torch import nn
+
+from lth.training.fused import mlp_layers
+
+
+def layer_sizes(model: nn.Module) -> list[int] | None:
+    """Input and output widths of a fully connected network's layers ([784, 300, 100, 10] for
+    LeNet-300-100); None for any other network (its floor is not products alone)."""
+    layers = mlp_layers(model)
+    if layers is None:
+        return None
+    return [layers[0].in_features, *(layer.out_features for layer in layers)]
 
 
 def training_step(batch: int, sizes: list[int]) -> Callable[[], None]:

@@ -23,7 +23,6 @@ import lth_side
 import plain
 from lth.data import Splits
 from lth.training import TrainResult
-from lth.training.fused import mlp_layers
 from timing import Case, Spread, interleaved, ratios, time_once
 from workloads import Workload, head
 
@@ -86,10 +85,9 @@ def floor_case(workload: Workload, splits: Splits, steps: int, eval_every: int) 
     No fp32 engine computing these products densely can be faster, so plain ÷ this bounds the
     end-to-end speed-up any such engine can reach. None where the network is not fully
     connected (a conv net's floor is not products alone)."""
-    layers = mlp_layers(workload.fresh_model())
-    if layers is None:
+    sizes = bare.layer_sizes(workload.fresh_model())
+    if sizes is None:
         return None
-    sizes = [layers[0].in_features, *(layer.out_features for layer in layers)]
     step = bare.training_step(workload.batch_size, sizes)
     val, test, train = (
         bare.evaluation(len(split), sizes, plain.EVAL_BATCH)

@@ -39,7 +39,7 @@ def run(ctx: Context) -> GroupResult:
     splits, model = workload.splits, workload.fresh_model()
     config = TrainingConfig(optimizer="adam", lr=1.2e-3, batch_size=workload.batch_size)
     steps, repeats = (100, 3) if ctx.quick else (300, 5)
-    sizes = [784, 300, 100, 10]
+    sizes = products.layer_sizes(model)
     rows, data = [], {"steps_per_turn": steps, "repeats": repeats, "levels": {}}
     plan = PruningPlan.for_model(model, PruningConfig(rates={"fc": 0.2, "output": 0.1}))
     weights = dict(model.named_parameters())

@@ -340,7 +340,7 @@ def test_each_claim_is_also_checked_on_each_trial_alone(tmp_path):
     }
 
 
-def test_a_second_run_is_set_beside_the_first_trial_by_trial(tmp_path, capsys):
+def test_a_second_run_is_set_beside_the_first_trial_by_trial(tmp_path):
     # Strategy 2 against Strategy 1, same seed: level 1 is the same training in both; trial 0 of
     # Strategy 2 is behind at levels 2 and 3, trial 1 only at level 3, and stops later at 3.
     pms = [100.0, 80.0, 64.0, 51.2]

@@ -30,12 +30,16 @@ class Paired:
 
     base: str  # run labels
     other: str
-    trials: list[int]
     # Per pruned level: level, percent_remaining, base_accuracy, other_accuracy (early-stop test,
     # fractions), difference (points, other − base), base_iteration, other_iteration (early stop);
     # means over `trials`.
     levels: pd.DataFrame
     behind_per_trial: dict[int, tuple[int, int]]  # trial → (levels where `other` is less accurate, levels)
+
+    @property
+    def trials(self) -> list[int]:
+        """The trials both runs hold."""
+        return sorted(self.behind_per_trial)
 
     def sentences(self) -> list[str]:
         levels, n = self.levels, len(self.levels)
@@ -108,4 +112,4 @@ def _pair(base: RunData, other: RunData) -> Paired | None:
         .reset_index()
     )
     behind = {int(t): (int((g.difference < 0).sum()), len(g)) for t, g in both.groupby("trial")}
-    return Paired(base.label, other.label, sorted(behind), levels, behind)
+    return Paired(base.label, other.label, levels, behind)

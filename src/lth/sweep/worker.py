@@ -15,6 +15,14 @@ from pathlib import Path
 from lth.config import Config
 
 
+def _driver_tensorboard() -> str | None:
+    """$LTH_TENSORBOARD as an absolute path, where set: a task's default, read in the driver."""
+    from lth.lottery.tensorboard import from_env
+
+    where = from_env()
+    return str(Path(where).resolve()) if where else None
+
+
 @dataclass(frozen=True)
 class Task:
     """What a worker needs to run one unit; plain data, pickled to the worker."""
@@ -28,7 +36,7 @@ class Task:
     checkpoint_interval_s: float = 60.0
     # Where TensorBoard streams go: the driver's $LTH_TENSORBOARD, read where the task is made,
     # since a Ray worker on another node does not inherit the driver's environment.
-    tensorboard: str | None = field(default_factory=lambda: _driver_tensorboard())
+    tensorboard: str | None = field(default_factory=_driver_tensorboard)
 
 
 @dataclass(frozen=True)
@@ -80,13 +88,6 @@ def _run(task: Task) -> None:
         tensorboard=task.tensorboard,
     )
     open_experiment(config, splits, make_model, task.out, runtime).run(trials=[task.trial])
-
-
-def _driver_tensorboard() -> str | None:
-    from lth.lottery.tensorboard import from_env
-
-    where = from_env()
-    return str(Path(where).resolve()) if where else None
 
 
 def _load(config: Config, data_dir: str | None):
