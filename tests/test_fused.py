@@ -16,7 +16,7 @@ from lth.models import build, initialize
 from lth.pruning import PruningPlan
 from lth.store import RunStore
 from lth.training import fused, train
-from lth.training.engines import describe, engine_name
+from lth.training.engines import engine_name
 from lth.training.fused import FusedMLP, mlp_layers
 from lth.training.loop import run
 from lth.training.replicas import train_replicas
@@ -259,14 +259,42 @@ def test_sparse_products_are_used_only_where_measured_to_pay():
     assert not fused.sparse_pays(small)
 
 
-def test_an_inexact_engine_is_told_apart_in_the_results_signature(tmp_path):
-    config = tiny_config("lottery.levels=1")
-    store = RunStore(tmp_path, config)
-    Experiment(config, DATA, lambda: _lenet(), store, Runtime(engine="sparse")).run()
-    result = store.stored_results([0])[-1]
-    assert result["engine"]["trainer"] == "sparse" and result["engine"]["trainer_exact"] is False
-    assert "sparse engine" in signature(result["engine"])
-    assert "engine" not in signature(result["engine"] | describe("fused"))
+def test_the_sparse_engine_leaves_masks_it_would_not_speed_up_to_the_fused_one(tmp_path, monkeypatch):
+    """Levels with no layer sparse enough are computed by the fused engine, its numbers bit for
+    bit; from the first level with one, by sparse products. The results' signature is the chosen
+    engine's throughout (running that choice again gives these numbers), so no trial "mixes"."""
+    monkeypatch.setattr(fused, "SPARSE_MIN_WEIGHTS", 0)
+    monkeypatch.setattr(fused, "SPARSE_DENSITY", 0.7)  # level 1's hidden layers: 80% left; level 2: 64%
+    config = tiny_config("lottery.levels=2")
+    results = {}
+    for choice in ("fused", "sparse"):
+        store = RunStore(tmp_path / choice, config)
+        Experiment(config, DATA, lambda: _lenet(), store, Runtime(engine=choice, progress=False)).run()
+        results[choice] = {(r["variant"], r["level"]): r for r in store.stored_results([0])}
+        weights = {key: store.level(0, *key).load_tensors("final") for key in results[choice]}
+        results[choice] = results[choice], weights
+    (fused_results, fused_weights), (sparse_results, sparse_weights) = results["fused"], results["sparse"]
+    for key, result in sparse_results.items():
+        level = key[1]
+        assert result["engine"]["computed_by"] == ("sparse" if level == 2 else "fused"), key
+        assert result["engine"]["trainer"] == "sparse" and result["engine"]["trainer_exact"] is False
+        assert "sparse engine" in signature(result["engine"])
+        for name, value in fused_weights[key].items():
+            if level < 2:
+                assert torch.equal(sparse_weights[key][name], value), (key, name)
+            else:  # sparse products round differently
+                torch.testing.assert_close(sparse_weights[key][name], value, rtol=1e-4, atol=1e-5)
+    assert "engine" not in signature(fused_results[("imp", 0)]["engine"])
+    assert fused_results[("imp", 0)]["engine"]["computed_by"] == "fused"
+
+
+def test_extending_a_run_with_the_engine_that_trained_it_notes_nothing(tmp_path, capsys):
+    for levels in (1, 2):
+        config = tiny_config(f"lottery.levels={levels}")
+        store = RunStore(tmp_path, config)
+        Experiment(config, DATA, lambda: _lenet(), store, Runtime(engine="sparse", progress=False)).run()
+    assert len(store.stored_results([0])) == 7
+    assert "lth: note" not in capsys.readouterr().err
 
 
 def test_the_cli_lists_the_engines_and_refuses_an_unknown_one_in_one_line(capsys, tmp_path):

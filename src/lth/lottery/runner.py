@@ -43,7 +43,7 @@ from lth.seeds import derive_seed
 from lth.steps import Step
 from lth.store import LevelDir, RunStore
 from lth.training import HISTORY_COLUMNS, TrainResult, iterations_per_epoch, train
-from lth.training.engines import ONE_MODEL, describe, engine_name
+from lth.training.engines import ONE_MODEL, describe, engine_for, engine_name
 from lth.training.loop import TrainingSteps, make_schedule
 from lth.training.replicas import replicable, train_replicas
 
@@ -107,6 +107,9 @@ class Outcome:
     wall_time_s: float
     replicas: int
     trainer: str = "replicas"  # the engine's name (training/engines.py: a one-model or replica engine)
+    # The engine that computed it, where the chosen one left this mask to another (`engine_for`):
+    # the results' signature is the choice's, as running that choice again gives these numbers.
+    computed_by: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:
@@ -359,12 +362,15 @@ class Experiment:
         """Say so, once, when this process extends trials whose stored levels another engine
         trained: their numbers are then not comparable to the last digit (environment.py)."""
         self._noticed = True
-        here = signature(engine(self.runtime.device, self.replicas))
-        stored = {signature(r.get("engine")) for r in self.store.stored_results(self._chosen)} - {here}
+        this = engine(self.runtime.device, self.replicas)
+        groups = {ONE_MODEL[self._trainer].replicas_name} if self.replicas > 1 else set()
+        trainers = {self._trainer} | groups
+        here = {signature(this | describe(t)) for t in trainers}
+        stored = {signature(r.get("engine")) for r in self.store.stored_results(self._chosen)} - here
         if stored:
             tqdm.write(
                 f"lth: note: this run's stored levels were trained by {'; '.join(sorted(stored))}; "
-                f"new levels train with {here}, so the two may differ beyond rounding "
+                f"new levels train with {'; '.join(sorted(here))}, so the two may differ beyond rounding "
                 "(see the README: which settings change numbers)",
                 file=sys.stderr,
             )
@@ -427,6 +433,7 @@ class Experiment:
         self._describe(unit)
         began = time.perf_counter()
         out, model = self._prepare(unit)
+        computed_by = engine_for(self._trainer, model, unit.mask)
         result = train(
             model,
             self.data,
@@ -438,9 +445,10 @@ class Experiment:
             capture_at=unit.capture_at,
             checkpoint=out.checkpoint(self.runtime.checkpoint_interval_s),
             on_progress=self._bar.update if self._bar is not None else None,
-            engine=self._trainer,
+            engine=computed_by,
         )
-        outcome = Outcome(model.state_dict(), result, time.perf_counter() - began, 1, self._trainer)
+        wall = time.perf_counter() - began
+        outcome = Outcome(model.state_dict(), result, wall, 1, self._trainer, computed_by)
         self._finish(unit, out, outcome)
 
     def _train_group(self, group: list[Unit]) -> None:
@@ -505,7 +513,9 @@ class Experiment:
                 "remaining_per_layer": unit.mask.remaining(),
                 "wall_time_s": outcome.wall_time_s,
                 "replicas": outcome.replicas,
-                "engine": engine(self.runtime.device, self.replicas) | describe(outcome.trainer),
+                "engine": engine(self.runtime.device, self.replicas)
+                | describe(outcome.trainer)
+                | {"computed_by": outcome.computed_by or outcome.trainer},
             }
         )
         self.write_summary()

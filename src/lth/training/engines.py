@@ -3,10 +3,11 @@
 `autograd` trains any module; `fused` trains fully connected ReLU networks (`fused.mlp_layers`)
 with a hand-written step, the same numbers bit for bit on a CPU (tests/test_fused.py) in less
 time (benchmarks/RESULTS.md); `sparse` makes that step's cost fall with the ticket, equal within
-rounding; `channels-last` runs a conv net's autograd step in NHWC layout, faster on a CPU and also
-equal within rounding. "auto" takes the first exact engine that applies. Each also names the engine of its
-replica groups (`FusedReplicas`, or `ReplicaGroup`'s vmap for autograd). Which one trained a result is
-recorded with it (`describe`). Replica groups have their own engine (replicas.py).
+rounding, and leaves a mask it would not speed up to `fused` (`engine_for`); `channels-last` runs
+a conv net's autograd step in NHWC layout, faster on a CPU and also equal within rounding. "auto"
+takes the first exact engine that applies. Each also names the engine of its replica groups
+(`FusedReplicas`, or `ReplicaGroup`'s vmap for autograd). Which one trained a result is recorded
+with it (`describe`). Replica groups have their own engine (replicas.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from lth.errors import ConfigError
 from lth.pruning import Mask
 from lth.training.autograd import ChannelsLast, OneModel
 from lth.training.engine import Engine, OneModelEngine
-from lth.training.fused import FusedMLP, mlp_layers
+from lth.training.fused import FusedMLP, mlp_layers, sparse_pays
 from lth.training.fused_replicas import FusedReplicas
 
 
@@ -37,6 +38,10 @@ class Choice:
     build_replicas: Callable[..., Engine]  # (models, data, config, *, seeds, masks, augment)
     replicas_name: str  # what result.json calls a replica group's engine
     replicas_exact: bool  # its groups give separate trainings' numbers bit for bit
+    # The engine that trains a mask this one would not make faster: (mask) → its name, or None to
+    # train it here. The sparse engine leaves masks with no layer sparse enough to the fused one,
+    # which is faster there and exact (benchmarks/RESULTS.md, "Engines").
+    defer: Callable[[Mask | None], str | None] = lambda mask: None
 
 
 def _vmap_replicas(*args, **kwargs) -> Engine:
@@ -48,6 +53,11 @@ def _vmap_replicas(*args, **kwargs) -> Engine:
 
 def _is_mlp(model: nn.Module) -> bool:
     return mlp_layers(model) is not None
+
+
+def _unless_sparse(mask: Mask | None) -> str | None:
+    """ "fused" for a mask with no layer whose sparse products pay (`fused.sparse_pays`)."""
+    return None if mask is not None and any(sparse_pays(m) for m in mask.values()) else "fused"
 
 
 # In order of preference for "auto": the first exact one that applies.
@@ -63,7 +73,8 @@ ONE_MODEL: dict[str, Choice] = {
         replicas_exact=True,
     ),
     "sparse": Choice(
-        "the fused step over surviving weights only, sparse products in large sparse layers",
+        "the fused step over surviving weights only, sparse products in large layers at ≤ 10% density; "
+        "masks without such a layer go to fused",
         "flatten → (Linear → ReLU)* → Linear network",
         _is_mlp,
         functools.partial(FusedMLP, survivors=True, sparse=True),
@@ -71,6 +82,7 @@ ONE_MODEL: dict[str, Choice] = {
         build_replicas=FusedReplicas,  # dense: replicas of different masks share no sparsity
         replicas_name="fused replicas",
         replicas_exact=True,
+        defer=_unless_sparse,
     ),
     "channels-last": Choice(
         "autograd and torch.optim with convolution weights in channels-last layout",
@@ -110,6 +122,13 @@ def engine_name(choice: str, model: nn.Module) -> str:
     return choice
 
 
+def engine_for(choice: str, model: nn.Module, mask: Mask | None) -> str:
+    """The engine that trains `model` under `mask`: `engine_name`'s, unless it defers that mask to
+    another (`Choice.defer`). What result.json records as the trainer."""
+    name = engine_name(choice, model)
+    return ONE_MODEL[name].defer(mask) or name
+
+
 def describe(name: str) -> dict[str, str | bool]:
     """What result.json records of the engine `name` (a one-model engine, or a replica engine's
     `replicas_name`): its name, and whether its numbers are those of one model trained alone by
@@ -130,6 +149,6 @@ def one_model(
     mask: Mask | None,
     augment: bool,
 ) -> OneModelEngine:
-    """The engine that trains `model` alone (see `engine_name`)."""
-    engine = ONE_MODEL[engine_name(choice, model)]
+    """The engine that trains `model` alone under `mask` (see `engine_for`)."""
+    engine = ONE_MODEL[engine_for(choice, model, mask)]
     return engine.build(model, data, config, seed=seed, mask=mask, augment=augment)
