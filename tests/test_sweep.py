@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -203,6 +204,106 @@ def _check_one_trial_alone(tmp_path):
         run(tmp_path / "split", [2])
 
 
+# --- pieces: one level's trainings at a time -------------------------------------------------------
+
+SPREAD = {"training.steps": "100it", "lottery.levels": 2}  # the ticket and both controls at levels 1, 2
+
+
+def test_a_unit_is_cut_into_one_piece_per_training_or_per_level_and_only_what_is_missing(tmp_path):
+    from lth.sweep.pieces import pieces, ready
+
+    sweep = load_sweep(write_sweep(tmp_path / "sweep.toml", fixed=SPREAD, trials=1), out=tmp_path / "runs")
+    [unit] = sweep.units
+    apart = [(p.level, p.variants) for p in pieces(unit, apart=True)]
+    assert apart == [(0, ("imp",))] + [(lv, (v,)) for lv in (1, 2) for v in ("imp", "reinit", "random")]
+    together = [(p.level, p.variants) for p in pieces(unit, apart=False)]
+    assert together == [(0, ("imp",)), (1, ("imp", "reinit", "random")), (2, ("imp", "reinit", "random"))]
+    first, second = pieces(unit, apart=True)[:2]
+    assert ready(first) and not ready(second)
+
+
+class InProcess:
+    """A local backend that runs the pieces handed to it in this process when the driver waits,
+    and records which were handed out side by side."""
+
+    rounds: ClassVar[list[list[tuple[int, int, tuple[str, ...]]]]] = []
+
+    def __init__(self, workers: int, threads: int | None):
+        self.capacity, self.busy = workers, []
+
+    def task_threads(self) -> int:
+        return 1
+
+    def submit(self, key, task) -> None:
+        self.busy.append((key, task))
+
+    def wait(self, timeout: float):
+        from lth.sweep.worker import run_unit
+
+        InProcess.rounds.append([(t.trial, t.level, t.variants) for _, t in self.busy])
+        ended, self.busy = [(key, run_unit(task)) for key, task in self.busy], []
+        return ended
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_sweep_spreads_each_trials_trainings_over_the_workers_and_equals_lth_run(
+    tmp_path, mnist_root, monkeypatch
+):
+    """Three trials on two workers: every round but the last hands out two trainings (21 in 11
+    rounds, where a trial per worker takes 14), lowest level first, each once the level before
+    is stored; the summary is `lth run`'s to the last digit."""
+    import torch
+
+    from lth.sweep import local
+
+    monkeypatch.setattr(local, "LocalBackend", InProcess)
+    monkeypatch.setenv("LTH_DATA_DIR", str(mnist_root))
+    InProcess.rounds = []
+    sweep = load_sweep(write_sweep(tmp_path / "sweep.toml", fixed=SPREAD, trials=3), out=tmp_path / "runs")
+    threads = torch.get_num_threads()
+    try:
+        result = run_sweep(sweep, workers=2, progress_bar=False, echo=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert result.ok and len(result.done) == 3
+    rounds = InProcess.rounds
+    assert [len(r) for r in rounds] == [2] * 10 + [1]
+    handed = [piece for r in rounds for piece in r]
+    assert sorted(handed) == sorted(
+        [(t, 0, ("imp",)) for t in range(3)]
+        + [(t, lv, (v,)) for t in range(3) for lv in (1, 2) for v in ("imp", "reinit", "random")]
+    )
+    assert [lv for _, lv, _ in handed] == sorted(lv for _, lv, _ in handed)  # level by level
+    assert rounds[1] == [(2, 0, ("imp",)), (0, 1, ("imp",))]
+
+    sets = [f"--set={key}={json.dumps(value)}" for key, value in SPREAD.items()]
+    out = lth(
+        "run", "lenet-mnist-quick", *sets, "--set=lottery.trials=3", "--quiet", "--out", str(tmp_path / "run")
+    )
+    assert out.returncode == 0, out.stderr
+    assert summaries(tmp_path / "runs") == summaries(tmp_path / "run")
+
+
+def test_a_piece_of_a_level_that_is_not_in_the_config_is_refused(tmp_path):
+    from lth.lottery import Experiment, Runtime
+    from lth.models import build
+    from lth.store import RunStore
+    from tests.helpers import tiny_config, tiny_splits
+
+    data, config = tiny_splits(), tiny_config("lottery.levels=1")
+
+    def make_model():
+        return build("lenet300", data.input_shape, data.num_classes, hidden=(16, 8))
+
+    experiment = Experiment(config, data, make_model, RunStore(tmp_path, config), Runtime(progress=False))
+    with pytest.raises(ConfigError, match="no trial 0, level 2"):
+        experiment.run_trainings(0, 2, ["imp"])
+    with pytest.raises(ConfigError, match="level 1 trains imp, reinit, random; not path"):
+        experiment.run_trainings(0, 1, ["path"])
+
+
 # --- the local backend ----------------------------------------------------------------------------
 
 
@@ -223,7 +324,7 @@ assert main(["sweep", *args, "--status"]) == 0
 from lth.sweep import load_sweep
 from lth.sweep.worker import Task, run_unit
 unit = load_sweep({str(sweep)!r}, out={str(runs)!r}).units[0]
-assert run_unit(Task(unit.run.config, {str(runs)!r}, 0)).ok
+assert run_unit(Task(unit.run.config, {str(runs)!r}, 0, 0, ("imp",))).ok
 print("ray imported:", "ray" in sys.modules)
 """
     env = os.environ | {"LTH_DATA_DIR": str(mnist_root)}

@@ -120,9 +120,12 @@ def test_a_sweep_task_carries_the_drivers_directory_to_a_worker_that_lacks_the_v
     )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(tensorboard.ENV, "tb")
-    task = Task(config, str(tmp_path / "runs"), 0, data_dir=str(mnist_root), threads=1)
-    assert task.tensorboard == str(tmp_path / "tb")  # resolved where the driver stands
+    tasks = [
+        Task(config, str(tmp_path / "runs"), 0, level, ("imp",), data_dir=str(mnist_root), threads=1)
+        for level in (0, 1)
+    ]
+    assert tasks[0].tensorboard == str(tmp_path / "tb")  # resolved where the driver stands
     monkeypatch.delenv(tensorboard.ENV)
-    assert run_unit(task).ok
+    assert all(run_unit(task).ok for task in tasks)
     [run] = (tmp_path / "runs").iterdir()
     assert len(_check(tmp_path / "tb", run)) == 2  # levels 0 and 1

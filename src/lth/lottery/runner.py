@@ -218,12 +218,34 @@ class Experiment:
             # Level by level across the chosen trials: a level's trainings (every trial's ticket
             # and controls) depend only on the level before, so they can train together.
             for level in range(last + 1):
-                units = [unit for trial in chosen for unit in self._units(trial, level)]
-                self._train_level(units)
-                self._write_tensorboard(units)
-                self._measure_instability(units)
+                self._run_units([unit for trial in chosen for unit in self._units(trial, level)])
         self._bar = None
         return self.write_summary()
+
+    def run_trainings(self, trial: int, level: int, names: Iterable[str]) -> None:
+        """Train the trainings `names` (variants) of one level of one trial, with their
+        instability where measured, once every level before it is stored: a sweep's piece of
+        work (sweep/pieces.py), so that one trial's trainings can run in several processes."""
+        lot, names = self.config.lottery, set(names)
+        if not (0 <= trial < lot.trials and 0 <= level <= lot.levels):
+            raise ConfigError(
+                f"the config has no trial {trial}, level {level} (trials {lot.trials}, levels {lot.levels})"
+            )
+        trained = (
+            [variants.TICKET] if level == 0 else [v.name for v in variants.trained_at(self.config, level)]
+        )
+        if not names <= set(trained):
+            raise ConfigError(
+                f"level {level} trains {', '.join(trained)}; not {', '.join(sorted(names - set(trained)))}"
+            )
+        self._chosen, self._noticed = [trial], False
+        self._run_units(self._units(trial, level, names))
+
+    def _run_units(self, units: list[Unit]) -> None:
+        """Train one level's units (of one or several trials), then what is written once they are."""
+        self._train_level(units)
+        self._write_tensorboard(units)
+        self._measure_instability(units)
 
     def _planned_iterations(self, trials: int, last: int) -> int:
         per_trial = self.total + sum(
@@ -236,15 +258,17 @@ class Experiment:
 
     # --- what a level trains ---------------------------------------------------------------------
 
-    def _units(self, trial: int, level: int) -> list[Unit]:
-        """Level `level` of one trial: every training it needs, given the levels before it, as
-        the table of variants (`lottery/variants.py`) declares them."""
+    def _units(self, trial: int, level: int, only: set[str] | None = None) -> list[Unit]:
+        """Level `level` of one trial: every training it needs (or those of the variants `only`),
+        given the levels before it, as the table of variants (`lottery/variants.py`) declares them."""
         seed = self.config.lottery.seed + trial
 
         def theta0() -> dict[str, torch.Tensor]:
             return initialize(self.make_model(), seed).state_dict()
 
         if level == 0:
+            if only is not None and variants.TICKET not in only:
+                return []
             dense = self.plan.dense_mask(self.make_model())
             return [
                 Unit(
@@ -271,6 +295,8 @@ class Experiment:
         retrain = variants.RETRAIN[self.config.lottery.retrain]
         units = []
         for v in variants.trained_at(self.config, level):
+            if only is not None and v.name not in only:
+                continue
             ctx = variants.LevelContext(
                 trial=trial,
                 seed=seed,

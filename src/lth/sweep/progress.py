@@ -52,15 +52,23 @@ def trainings_by_level(config: Config) -> list[list[tuple[str, int]]]:
     return levels
 
 
+def stored(unit: Unit, variant: str, level: int) -> bool:
+    """Whether `unit`'s training (variant, level) has its result stored."""
+    return _result(unit.run.path, unit.trial, variant, level).exists()
+
+
+def _result(path: Path, trial: int, variant: str, level: int) -> Path:
+    # `layout`, not `RunStore.level`: opening the store would write the run directory.
+    return layout.level_dir(path, trial, variant, level) / layout.RESULT
+
+
 def unit_state(unit: Unit, *, timings: bool = False) -> UnitState:
     path, trial = unit.run.path, unit.trial
     levels_done = trainings_done = trainings = 0
     wall = 0.0
     complete = True
     for needed in trainings_by_level(unit.run.config):
-        # `layout`, not `RunStore.level`: opening the store would write the run directory.
-        finished = [layout.level_dir(path, trial, v, lv) / layout.RESULT for v, lv in needed]
-        finished = [f for f in finished if f.exists()]
+        finished = [_result(path, trial, v, lv) for v, lv in needed if stored(unit, v, lv)]
         trainings += len(needed)
         trainings_done += len(finished)
         complete = complete and len(finished) == len(needed)

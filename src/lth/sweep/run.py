@@ -1,8 +1,9 @@
 """Running a sweep: every unit not yet done, on a backend, with one live view of the whole.
 
-The driver hands units to the backend (worker processes here, or Ray tasks), watches the store
-for finished levels, retries a unit whose worker died (it resumes from its stored levels and
-checkpoint), records a unit that failed for a reason of its own and carries on with the rest.
+The driver hands the units' pieces (one level's trainings, sweep/pieces.py) to the backend
+(worker processes here, or Ray tasks) as they become ready, watches the store for finished
+levels, retries a piece whose worker died (it resumes from its checkpoint), records a unit that
+failed for a reason of its own and carries on with the rest.
 When every unit has ended it rewrites each run's summary.csv once from the stored results, as
 workers running trials of one run side by side may each have written it last from an older view.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from lth.errors import ConfigError
 from lth.sweep import progress
+from lth.sweep.pieces import Piece, pieces, ready
 from lth.sweep.spec import Sweep, Unit
 from lth.sweep.worker import Task
 
@@ -111,7 +112,20 @@ def run_sweep(
         else:  # Ray nodes may each read their own data folder: only a local sweep can check it here
             _check_data(sweep, data_dir)
         _open_stores(sweep)
-        _drive(sweep, pool, out, device, data_dir, retries, checkpoint_interval_s, progress_bar, say, result)
+        apart = _apart(sweep, backend, device, gpus_per_task)
+        _drive(
+            sweep,
+            pool,
+            out,
+            device,
+            data_dir,
+            retries,
+            checkpoint_interval_s,
+            progress_bar,
+            say,
+            result,
+            apart,
+        )
     finally:
         pool.close()
     rewrite_summaries(sweep)
@@ -129,6 +143,21 @@ def rewrite_summaries(sweep: Sweep) -> None:
         store = RunStore(sweep.out, run.config)
         write_summary(run.config, store)
         write_instability(run.config, store)
+
+
+def _apart(sweep: Sweep, backend: str, device: str, gpus_per_task: float) -> bool:
+    """Whether a level's trainings go to workers one by one (sweep/pieces.py): unless some run may
+    train them together as replicas (`lottery.replicas` above 1, or 0 on a GPU: lottery/runner.py)."""
+    if backend == "ray":
+        gpu = gpus_per_task > 0
+    else:
+        from lth.lottery import resolve_device
+
+        gpu = device != "cpu" and resolve_device(device).type == "cuda"
+    return all(
+        run.config.lottery.replicas == 1 or (run.config.lottery.replicas == 0 and not gpu)
+        for run in sweep.runs
+    )
 
 
 def _check_data(sweep: Sweep, data_dir: str | Path | None) -> None:
@@ -160,20 +189,31 @@ def _drive(
     progress_bar: bool,
     say: Callable[[str], None],
     result: SweepResult,
+    apart: bool,
 ) -> None:
-    units = sweep.units  # a unit is known by its index here
+    units = sweep.units  # a unit is known by its index here, a piece by its index in `todo`
     states = [progress.unit_state(unit) for unit in units]
     levels = [state.levels_done for state in states]
-    pending = deque(i for i, state in enumerate(states) if not state.done)
     result.done = [unit for unit, state in zip(units, states, strict=True) if state.done]
-    attempts: dict[int, int] = {}
+    todo = [
+        (i, piece)
+        for i, unit in enumerate(units)
+        if not states[i].done
+        for piece in pieces(unit, apart=apart)
+    ]
+    left = list(range(len(todo)))
     running: set[int] = set()
+    attempts: dict[int, int] = {}
+    failed: set[int] = set()  # units
+    begun: set[int] = set()  # units with a piece handed out
 
-    def task(i: int) -> Task:
+    def task(piece: Piece) -> Task:
         return Task(
-            config=units[i].run.config,
+            config=piece.unit.run.config,
             out=str(out),
-            trial=units[i].trial,
+            trial=piece.unit.trial,
+            level=piece.level,
+            variants=piece.variants,
             data_dir=str(data_dir) if data_dir is not None else None,
             device=device,
             threads=pool.task_threads(),
@@ -191,9 +231,10 @@ def _drive(
     )
 
     def show() -> None:
+        units_left = len({todo[j][0] for j in left} | {todo[j][0] for j in running})
         bar.set_postfix_str(
-            f"units {len(result.done)} done · {len(running)} running · {len(result.failed)} failed · "
-            f"{len(pending)} left",
+            f"units {len(result.done)} done · {len(result.failed)} failed · {units_left} to finish; "
+            f"{len(running)} trainings running",
             refresh=True,
         )
 
@@ -203,36 +244,56 @@ def _drive(
             bar.update(now - levels[i])
             levels[i] = now
 
+    def fail(i: int, error: str, detail: str, tries: int) -> None:
+        nonlocal left
+        failed.add(i)
+        left = [j for j in left if todo[j][0] != i]  # its running pieces finish, unwatched
+        result.failed.append((units[i], error))
+        progress.record_failure(units[i], error, detail, tries)
+        bar.total -= states[i].levels - levels[i]
+        say(f"failed: {units[i].name}: {error}")
+
     with bar:
-        while pending or running:
-            while pending and len(running) < pool.capacity:
-                i = pending.popleft()
-                progress.clear_failure(units[i])
-                attempts[i] = attempts.get(i, 0) + 1
-                pool.submit(i, task(i))
-                running.add(i)
+        while left or running:
+            # Ready pieces, lowest level first (stable: then in unit order): see sweep/pieces.py.
+            for j in sorted((j for j in left if ready(todo[j][1])), key=lambda j: todo[j][1].level):
+                if len(running) >= pool.capacity:
+                    break
+                i, piece = todo[j]
+                if i not in begun:
+                    progress.clear_failure(units[i])
+                    begun.add(i)
+                attempts[j] = attempts.get(j, 0) + 1
+                pool.submit(j, task(piece))
+                running.add(j)
+                left.remove(j)
+            if left and not running:  # nothing runs and nothing can start: a level is incomplete
+                for i in sorted({todo[j][0] for j in left}):
+                    level = min(todo[j][1].level for j in left if todo[j][0] == i) - 1
+                    fail(i, f"level {level} is incomplete after its trainings ran (a bug in lth)", "", 1)
+                break
             show()
-            for i, outcome in pool.wait(POLL_S):
-                unit = units[i]
-                running.discard(i)
+            for j, outcome in pool.wait(POLL_S):
+                i, piece = todo[j]
+                running.discard(j)
                 look(i)
+                if i in failed:
+                    continue
                 if outcome.ok:
-                    result.done.append(unit)
-                elif outcome.died and attempts[i] <= retries:
+                    if not any(todo[k][0] == i for k in [*left, *running]):
+                        result.done.append(units[i])
+                elif outcome.died and attempts[j] <= retries:
                     say(
-                        f"{unit.name}: {outcome.error}; retrying from its stored progress "
-                        f"(attempt {attempts[i] + 1} of {retries + 1})"
+                        f"{piece.name}: {outcome.error}; retrying from its stored progress "
+                        f"(attempt {attempts[j] + 1} of {retries + 1})"
                     )
-                    pending.appendleft(i)
+                    left.insert(0, j)
                 else:
                     error = outcome.error or "failed"
                     if outcome.died:
-                        error += f" ({attempts[i]} times)"
-                    result.failed.append((unit, error))
-                    progress.record_failure(unit, error, outcome.detail, attempts[i])
-                    bar.total -= states[i].levels - levels[i]
-                    say(f"failed: {unit.name}: {error}")
-            for i in running:
+                        error += f" ({attempts[j]} times)"
+                    fail(i, error, outcome.detail, attempts[j])
+            for i in {todo[j][0] for j in running}:
                 look(i)
         show()
-    result.ran = len(attempts)
+    result.ran = len(begun)

@@ -1,4 +1,5 @@
-"""One unit of work, run inside a worker (a local process or a Ray task): trial t of one config.
+"""One piece of work, run inside a worker (a local process or a Ray task): trainings of one level
+of trial t of one config (sweep/pieces.py).
 
 The same function serves both backends. It never raises: the outcome says whether the unit
 finished, failed for a reason of its own (an `LthError`: fix the input and run again), or hit a
@@ -30,6 +31,8 @@ class Task:
     config: Config
     out: str  # the results root, as the worker sees it
     trial: int
+    level: int  # the piece of the trial it trains (sweep/pieces.py): one level's trainings
+    variants: tuple[str, ...]
     data_dir: str | None = None  # None: the worker's own $LTH_DATA_DIR or cache
     device: str = "auto"
     threads: int | None = None  # PyTorch threads in this worker; None leaves PyTorch's default
@@ -55,7 +58,8 @@ _cached: tuple[tuple, object] | None = None
 
 
 def run_unit(task: Task) -> Outcome:
-    """Run (or finish) trial `task.trial` of `task.config` under `task.out`."""
+    """Run (or finish) the trainings `task.variants` of level `task.level` of trial `task.trial` of
+    `task.config`, under `task.out`."""
     from lth.errors import LthError
 
     try:
@@ -87,7 +91,8 @@ def _run(task: Task) -> None:
         checkpoint_interval_s=task.checkpoint_interval_s,
         tensorboard=task.tensorboard,
     )
-    open_experiment(config, splits, make_model, task.out, runtime).run(trials=[task.trial])
+    experiment = open_experiment(config, splits, make_model, task.out, runtime)
+    experiment.run_trainings(task.trial, task.level, task.variants)
 
 
 def _load(config: Config, data_dir: str | None):

@@ -1,0 +1,49 @@
+"""A unit's pieces: what the driver hands a worker, so that one trial's trainings spread over
+several workers.
+
+A unit (one run's trial) is a chain of levels: a level's trainings depend only on the levels
+before it (lottery/runner.py), not on each other. So a piece is one level of one unit: each of its
+trainings alone (`apart`), or all of them together where they may train as one group of
+replicas. A piece is ready once every training of the level before is stored. The driver starts
+ready pieces lowest level first across the units, which keeps every worker busy until the last
+level: five LeNet trials on two workers take the time of 2.5 trials, not of three rounds of two
+(benchmarks/RESULTS.md, "The whole preset's wall time").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lth.sweep.progress import stored, trainings_by_level
+from lth.sweep.spec import Unit
+
+
+@dataclass(frozen=True)
+class Piece:
+    unit: Unit
+    level: int
+    variants: tuple[str, ...]  # the trainings of the level it trains (level 0: the dense one)
+
+    @property
+    def name(self) -> str:
+        return f"{self.unit.name} level {self.level} ({', '.join(self.variants)})"
+
+
+def pieces(unit: Unit, *, apart: bool) -> list[Piece]:
+    """The pieces of `unit` whose trainings are not all stored, in level order."""
+    left = []
+    for level, needed in enumerate(trainings_by_level(unit.run.config)):
+        missing = tuple(v for v, lv in needed if not stored(unit, v, lv))
+        if apart:
+            left += [Piece(unit, level, (v,)) for v in missing]
+        elif missing:
+            left.append(Piece(unit, level, missing))
+    return left
+
+
+def ready(piece: Piece) -> bool:
+    """Whether every training of the level before `piece`'s is stored."""
+    if piece.level == 0:
+        return True
+    before = trainings_by_level(piece.unit.run.config)[piece.level - 1]
+    return all(stored(piece.unit, v, lv) for v, lv in before)
