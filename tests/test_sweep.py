@@ -286,6 +286,19 @@ def test_a_sweep_spreads_each_trials_trainings_over_the_workers_and_equals_lth_r
     assert summaries(tmp_path / "runs") == summaries(tmp_path / "run")
 
 
+def test_a_sweep_trains_with_the_engine_it_is_given_and_refuses_an_unknown_one(tmp_path, mnist_root):
+    from lth.sweep.worker import Task, run_unit
+
+    sweep = load_sweep(write_sweep(tmp_path / "sweep.toml", fixed=TINY, trials=1), out=tmp_path / "runs")
+    with pytest.raises(ConfigError, match="unknown engine 'turbo'; choose one of: auto, fused, sparse"):
+        run_sweep(sweep, engine="turbo", progress_bar=False)
+    [unit] = sweep.units
+    task = Task(unit.run.config, str(sweep.out), 0, 0, ("imp",), data_dir=str(mnist_root), engine="autograd")
+    assert run_unit(task).ok
+    [result] = sweep.out.glob("*/trial_0/imp/level_00/result.json")
+    assert json.loads(result.read_text())["engine"]["trainer"] == "autograd"
+
+
 def test_a_piece_of_a_level_that_is_not_in_the_config_is_refused(tmp_path):
     from lth.lottery import Experiment, Runtime
     from lth.models import build

@@ -234,16 +234,28 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="times to rerun a unit whose worker died (default: 2)",
     )
-    sweep.add_argument(
+    _training_options(sweep)
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(command=_sweep)
+    return parser
+
+
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    """How trainings run, for `lth run` and `lth sweep` alike."""
+    parser.add_argument(
         "--checkpoint-every",
         type=float,
         default=60.0,
         metavar="SECONDS",
         help="how often a level under way saves its progress (default: 60)",
     )
-    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
-    sweep.set_defaults(command=_sweep)
-    return parser
+    parser.add_argument(
+        "--engine",
+        default="auto",
+        metavar="NAME",
+        help="what computes the trainings: auto (the fastest bit-exact engine that applies) or a "
+        "name from `lth engines`",
+    )
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -277,20 +289,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         metavar="T1,T2,…",
         help="run only these trials (0-based; default: all of lottery.trials), e.g. one at a time",
     )
-    parser.add_argument(
-        "--checkpoint-every",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="how often a level under way saves its progress (default: 60)",
-    )
-    parser.add_argument(
-        "--engine",
-        default="auto",
-        metavar="NAME",
-        help="what computes the trainings: auto (the fastest bit-exact engine that applies) or a "
-        "name from `lth engines`",
-    )
+    _training_options(parser)
     parser.add_argument(
         "--tensorboard",
         type=Path,
@@ -540,6 +539,7 @@ def _sweep(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         retries=args.retries,
         checkpoint_interval_s=args.checkpoint_every,
+        engine=args.engine,
         progress_bar=not args.quiet,
     )
     states = sweep_states(sweep)

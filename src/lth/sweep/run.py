@@ -24,6 +24,7 @@ from lth.sweep import progress
 from lth.sweep.pieces import Piece, pieces, ready
 from lth.sweep.spec import Sweep, Unit
 from lth.sweep.worker import Task
+from lth.training.engines import check_choice
 
 POLL_S = 0.5  # how often the live view looks at the store
 DEFAULT_THREADS_PER_WORKER = 1  # measured: see README "Sweeps"
@@ -60,6 +61,7 @@ def run_sweep(
     data_dir: str | Path | None = None,
     retries: int = 2,
     checkpoint_interval_s: float = 60.0,
+    engine: str = "auto",
     progress_bar: bool = True,
     echo: Callable[[str], None] | None = None,
 ) -> SweepResult:
@@ -67,10 +69,11 @@ def run_sweep(
 
     `backend` is "local" (`workers` processes, default: one per core, each with
     `threads_per_worker` PyTorch threads) or "ray" (tasks of `cpus_per_task` CPUs and
-    `gpus_per_task` GPUs on the cluster at `address`, or on a local instance). A unit whose
-    worker dies is retried up to `retries` times.
+    `gpus_per_task` GPUs on the cluster at `address`, or on a local instance). `engine` is
+    `lth run --engine`'s. A training whose worker dies is retried up to `retries` times.
     """
     say = echo or (lambda line: tqdm.write(line, file=sys.stdout))
+    check_choice(engine)
     if retries < 0:
         raise ConfigError(f"--retries must be 0 or more, got {retries}")
     if workers is not None and workers < 1:
@@ -113,19 +116,22 @@ def run_sweep(
             _check_data(sweep, data_dir)
         _open_stores(sweep)
         apart = _apart(sweep, backend, device, gpus_per_task)
-        _drive(
-            sweep,
-            pool,
-            out,
-            device,
-            data_dir,
-            retries,
-            checkpoint_interval_s,
-            progress_bar,
-            say,
-            result,
-            apart,
-        )
+
+        def task(piece: Piece) -> Task:
+            return Task(
+                config=piece.unit.run.config,
+                out=str(out),
+                trial=piece.unit.trial,
+                level=piece.level,
+                variants=piece.variants,
+                data_dir=str(data_dir) if data_dir is not None else None,
+                device=device,
+                threads=pool.task_threads(),
+                checkpoint_interval_s=checkpoint_interval_s,
+                engine=engine,
+            )
+
+        _drive(sweep, pool, task, retries, progress_bar, say, result, apart)
     finally:
         pool.close()
     rewrite_summaries(sweep)
@@ -181,11 +187,8 @@ def _open_stores(sweep: Sweep) -> None:
 def _drive(
     sweep: Sweep,
     pool: Any,
-    out: Path,
-    device: str,
-    data_dir: Path | str | None,
+    task: Callable[[Piece], Task],
     retries: int,
-    checkpoint_interval_s: float,
     progress_bar: bool,
     say: Callable[[str], None],
     result: SweepResult,
@@ -206,19 +209,6 @@ def _drive(
     attempts: dict[int, int] = {}
     failed: set[int] = set()  # units
     begun: set[int] = set()  # units with a piece handed out
-
-    def task(piece: Piece) -> Task:
-        return Task(
-            config=piece.unit.run.config,
-            out=str(out),
-            trial=piece.unit.trial,
-            level=piece.level,
-            variants=piece.variants,
-            data_dir=str(data_dir) if data_dir is not None else None,
-            device=device,
-            threads=pool.task_threads(),
-            checkpoint_interval_s=checkpoint_interval_s,
-        )
 
     bar = tqdm(
         total=sum(s.levels for s in states),

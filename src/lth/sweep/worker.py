@@ -37,6 +37,7 @@ class Task:
     device: str = "auto"
     threads: int | None = None  # PyTorch threads in this worker; None leaves PyTorch's default
     checkpoint_interval_s: float = 60.0
+    engine: str = "auto"  # which engine trains one model (training/engines.py)
     # Where TensorBoard streams go: the driver's $LTH_TENSORBOARD, read where the task is made,
     # since a Ray worker on another node does not inherit the driver's environment.
     tensorboard: str | None = field(default_factory=_driver_tensorboard)
@@ -89,6 +90,7 @@ def _run(task: Task) -> None:
         device=resolve_device(task.device),
         progress=False,
         checkpoint_interval_s=task.checkpoint_interval_s,
+        engine=task.engine,
         tensorboard=task.tensorboard,
     )
     experiment = open_experiment(config, splits, make_model, task.out, runtime)

@@ -108,12 +108,17 @@ ONE_MODEL: dict[str, Choice] = {
 CHOICES = ("auto", *ONE_MODEL)
 
 
+def check_choice(choice: str) -> None:
+    """Refuse an engine name that is neither "auto" nor one of `ONE_MODEL`."""
+    if choice not in CHOICES:
+        raise ConfigError(f"unknown engine {choice!r}; choose one of: {', '.join(CHOICES)}")
+
+
 def engine_name(choice: str, model: nn.Module) -> str:
     """The engine `choice` ("auto" or a name) trains `model` with; a clear error if it cannot."""
     if choice == "auto":
         return next(name for name, e in ONE_MODEL.items() if e.exact and e.applies(model))
-    if choice not in ONE_MODEL:
-        raise ConfigError(f"unknown engine {choice!r}; choose one of: {', '.join(CHOICES)}")
+    check_choice(choice)
     if not ONE_MODEL[choice].applies(model):
         raise ConfigError(
             f"the {choice} engine cannot train {type(model).__name__} (it needs a "
