@@ -27,6 +27,7 @@ import conv2_profile
 import engines
 import environment
 import lenet_mnist
+import levels
 import replicas
 import sums
 import tickets
@@ -42,6 +43,7 @@ BENCHMARKS: dict[str, Callable[[Context], GroupResult]] = {
     "replicas": replicas.run,
     "sums": sums.run,
     "engines": engines.run,
+    "levels": levels.run,
     "tickets": tickets.run,
 }
 
