@@ -110,6 +110,17 @@ def test_a_sweep_file_expands_into_one_run_per_grid_point_in_order(tmp_path):
     assert load_sweep(path, out=tmp_path / "elsewhere").out == tmp_path / "elsewhere"
 
 
+def test_a_presets_name_is_the_sweep_of_its_trials_in_the_directory_lth_run_uses(tmp_path):
+    from lth.store import run_name
+
+    sweep = load_sweep("lenet-mnist", out=tmp_path)
+    [run] = sweep.runs
+    assert run.config == load_preset("lenet-mnist") and run.path == tmp_path / run_name(run.config)
+    assert [u.trial for u in sweep.units] == [0, 1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="sweep file lenet-mnist-nope does not exist"):
+        load_sweep("lenet-mnist-nope")
+
+
 def test_several_grids_sweep_their_union_once(tmp_path):
     sweep = expand(
         {

@@ -184,7 +184,12 @@ def _parser() -> argparse.ArgumentParser:
         "into runs and run each (run, trial) as one unit of work in worker processes or Ray tasks. "
         "Running it again finishes only what is missing.",
     )
-    sweep.add_argument("file", metavar="FILE.toml", type=Path, help="the sweep file (see the README: Sweeps)")
+    sweep.add_argument(
+        "file",
+        metavar="FILE.toml",
+        type=Path,
+        help="the sweep file (see the README: Sweeps), or a preset's name: its trials as one sweep",
+    )
     look = sweep.add_mutually_exclusive_group()
     look.add_argument(
         "--dry-run", action="store_true", help="list the runs, their directories and what is done"

@@ -82,8 +82,12 @@ class Sweep:
 
 
 def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
-    """Read and expand a sweep file; `out` (the command line's --out) overrides its `out`."""
+    """Read and expand a sweep file; `out` (the command line's --out) overrides its `out`. A
+    preset's name, where no such file exists, is the sweep of that one run: its trials spread over
+    the workers, in the run directory `lth run PRESET` uses."""
     path = Path(path)
+    if not path.exists() and str(path) in preset_names():
+        return expand({"base": str(path)}, source=f"preset {path}", out=out)
     try:
         spec = tomllib.loads(path.read_text())
     except FileNotFoundError:
