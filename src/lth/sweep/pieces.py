@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lth.sweep.progress import stored, trainings_by_level
+from lth.sweep.progress import stored, trainings_at, trainings_by_level
 from lth.sweep.spec import Unit
 
 
@@ -45,5 +45,5 @@ def ready(piece: Piece) -> bool:
     """Whether every training of the level before `piece`'s is stored."""
     if piece.level == 0:
         return True
-    before = trainings_by_level(piece.unit.run.config)[piece.level - 1]
+    before = trainings_at(piece.unit.run.config, piece.level - 1)
     return all(stored(piece.unit, v, lv) for v, lv in before)

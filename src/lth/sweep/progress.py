@@ -46,10 +46,14 @@ class UnitState:
 
 def trainings_by_level(config: Config) -> list[list[tuple[str, int]]]:
     """The (variant, level) trainings each level of a trial needs, as the runner stores them."""
-    levels = [[(variants.TICKET, 0)]]
-    for level in range(1, config.lottery.levels + 1):
-        levels.append([(v.name, level) for v in variants.trained_at(config, level)])
-    return levels
+    return [trainings_at(config, level) for level in range(config.lottery.levels + 1)]
+
+
+def trainings_at(config: Config, level: int) -> list[tuple[str, int]]:
+    """The (variant, level) trainings of one level of a trial (level 0: the dense network)."""
+    if level == 0:
+        return [(variants.TICKET, 0)]
+    return [(v.name, level) for v in variants.trained_at(config, level)]
 
 
 def stored(unit: Unit, variant: str, level: int) -> bool:

@@ -246,9 +246,9 @@ def _drive(
     with bar:
         while left or running:
             # Ready pieces, lowest level first (stable: then in unit order): see sweep/pieces.py.
-            for j in sorted((j for j in left if ready(todo[j][1])), key=lambda j: todo[j][1].level):
-                if len(running) >= pool.capacity:
-                    break
+            free = pool.capacity - len(running)
+            startable = [j for j in left if ready(todo[j][1])] if free > 0 else []
+            for j in sorted(startable, key=lambda j: todo[j][1].level)[:free]:
                 i, piece = todo[j]
                 if i not in begun:
                     progress.clear_failure(units[i])
