@@ -17,6 +17,7 @@ import pytest
 from lth.config import load_preset, with_overrides
 from lth.errors import ConfigError, LthError
 from lth.sweep import expand, load_sweep, run_sweep, sweep_states
+from lth.sweep.worker import Outcome
 from tests.helpers import LEVEL_1_CHECKPOINT, alive, kill_inside_level_1, lth, wait_for
 
 # Tiny real work: LeNet-300-100 on MNIST, level 0 and level 1, the ticket only.
@@ -295,6 +296,26 @@ def test_a_sweep_spreads_each_trials_trainings_over_the_workers_and_equals_lth_r
     )
     assert out.returncode == 0, out.stderr
     assert summaries(tmp_path / "runs") == summaries(tmp_path / "run")
+
+
+class Idle(InProcess):
+    """A backend whose workers answer "done" without storing anything."""
+
+    def wait(self, timeout: float):
+        ended, self.busy = [(key, Outcome()) for key, _ in self.busy], []
+        return ended
+
+
+def test_a_level_left_incomplete_fails_its_unit_rather_than_wait_forever(tmp_path, monkeypatch):
+    from lth.sweep import local
+
+    monkeypatch.setattr(local, "LocalBackend", Idle)
+    monkeypatch.setattr("lth.sweep.run._check_data", lambda sweep, data_dir: None)
+    sweep = load_sweep(write_sweep(tmp_path / "sweep.toml", fixed=SPREAD, trials=2), out=tmp_path / "runs")
+    result = run_sweep(sweep, workers=2, progress_bar=False, echo=lambda line: None)
+    assert [(u.trial, error) for u, error in result.failed] == [
+        (t, "level 0 is incomplete after its trainings ran (a bug in lth)") for t in (0, 1)
+    ]
 
 
 def test_a_sweep_trains_with_the_engine_it_is_given_and_refuses_an_unknown_one(tmp_path, mnist_root):
