@@ -201,14 +201,17 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="the results root (default: the file's `out`, else ./runs)"
     )
     sweep.add_argument(
-        "--backend", choices=("local", "ray"), default="local", help="where units run (default: local)"
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="where the trainings run (default: local)",
     )
     sweep.add_argument(
         "--workers",
         type=int,
         default=None,
         metavar="N",
-        help="local: worker processes (default: one per core); ray: most units in flight (default: no limit)",
+        help="local: worker processes (default: one per core); ray: most tasks in flight (default: no limit)",
     )
     sweep.add_argument(
         "--threads-per-worker",
@@ -223,10 +226,10 @@ def _parser() -> argparse.ArgumentParser:
         help="ray: the cluster to join, e.g. auto or HEAD:6379 (default: a local instance)",
     )
     sweep.add_argument(
-        "--cpus-per-task", type=float, default=1.0, metavar="C", help="ray: CPUs per unit (default: 1)"
+        "--cpus-per-task", type=float, default=1.0, metavar="C", help="ray: CPUs per task (default: 1)"
     )
     sweep.add_argument(
-        "--gpus-per-task", type=float, default=0.0, metavar="G", help="ray: GPUs per unit (default: 0)"
+        "--gpus-per-task", type=float, default=0.0, metavar="G", help="ray: GPUs per task (default: 0)"
     )
     sweep.add_argument(
         "--device", default="auto", help="auto (a CUDA GPU if the worker has one), cpu or cuda"
@@ -237,7 +240,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=2,
         metavar="N",
-        help="times to rerun a unit whose worker died (default: 2)",
+        help="times to rerun a training whose worker died (default: 2)",
     )
     _training_options(sweep)
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
