@@ -1,7 +1,7 @@
 """One piece of work, run inside a worker (a local process or a Ray task): trainings of one level
 of trial t of one config (sweep/pieces.py).
 
-The same function serves both backends. It never raises: the outcome says whether the unit
+The same function serves both backends. It never raises: the outcome says whether the piece
 finished, failed for a reason of its own (an `LthError`: fix the input and run again), or hit a
 bug. A worker that dies (killed, node lost) returns nothing at all; its backend reports that.
 """
