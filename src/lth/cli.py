@@ -181,7 +181,8 @@ def _parser() -> argparse.ArgumentParser:
         "sweep",
         help="run many configs × trials, locally or on a Ray cluster",
         description="Expand a sweep file (a base config, [set] overrides, a [grid] of values, trials) "
-        "into runs and run each (run, trial) as one unit of work in worker processes or Ray tasks. "
+        "into runs, each (run, trial) one unit, and hand each level's trainings to worker processes "
+        "or Ray tasks once the level before is done. "
         "Running it again finishes only what is missing.",
     )
     sweep.add_argument(

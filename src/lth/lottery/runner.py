@@ -231,9 +231,7 @@ class Experiment:
             raise ConfigError(
                 f"the config has no trial {trial}, level {level} (trials {lot.trials}, levels {lot.levels})"
             )
-        trained = (
-            [variants.TICKET] if level == 0 else [v.name for v in variants.trained_at(self.config, level)]
-        )
+        trained = variants.stored_at(self.config, level)
         if not names <= set(trained):
             raise ConfigError(
                 f"level {level} trains {', '.join(trained)}; not {', '.join(sorted(names - set(trained)))}"

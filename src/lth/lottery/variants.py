@@ -173,6 +173,12 @@ def trained_at(config: Config, level: int) -> list[Variant]:
     return [v for v in _TABLE.values() if (v.internal or v.name in chosen) and v.applies(config, level)]
 
 
+def stored_at(config: Config, level: int) -> list[str]:
+    """The trainings any level of `config` stores, by variant name: level 0's dense network
+    (under the ticket's name), else `trained_at`'s."""
+    return [TICKET] if level == 0 else [v.name for v in trained_at(config, level)]
+
+
 def mask_source(config: Config, level: int) -> str:
     """The variant whose trained weights at `level` give the next level's mask: the last one in
     the table that declares `next_mask` and trains at that level (`imp` at level 0, the dense

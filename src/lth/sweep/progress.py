@@ -51,9 +51,7 @@ def trainings_by_level(config: Config) -> list[list[tuple[str, int]]]:
 
 def trainings_at(config: Config, level: int) -> list[tuple[str, int]]:
     """The (variant, level) trainings of one level of a trial (level 0: the dense network)."""
-    if level == 0:
-        return [(variants.TICKET, 0)]
-    return [(v.name, level) for v in variants.trained_at(config, level)]
+    return [(name, level) for name in variants.stored_at(config, level)]
 
 
 def stored(unit: Unit, variant: str, level: int) -> bool:

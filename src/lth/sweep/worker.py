@@ -26,7 +26,7 @@ def _driver_tensorboard() -> str | None:
 
 @dataclass(frozen=True)
 class Task:
-    """What a worker needs to run one unit; plain data, pickled to the worker."""
+    """What a worker needs to run one piece; plain data, pickled to the worker."""
 
     config: Config
     out: str  # the results root, as the worker sees it
