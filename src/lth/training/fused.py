@@ -160,22 +160,21 @@ class FusedMLP:
         # Sparse layers: a CSR matrix whose values are the layer's slice of the compact buffer,
         # so the optimiser's in-place step updates it too (row-major order is CSR's order).
         self.csr: dict[str, torch.Tensor] = {}
+        self.csr_grad: dict[str, torch.Tensor] = {}
         if sparse and self.live is not None:
             for name in self.weight_names:
                 if name in mask and sparse_pays(mask[name]):
                     with warnings.catch_warnings():  # "sparse CSR support is in beta": tested here
                         warnings.simplefilter("ignore", UserWarning)
                         pattern = mask[name].to(device).to_sparse_csr()
-                    values = self.compact[self.live_slices[name]]
                     # int32 indices: MKL's kernels take int32 and would convert int64 ones on
                     # every call (8 conversions a step, measured with the profiler).
-                    self.csr[name] = torch.sparse_csr_tensor(  # indices valid by construction
-                        pattern.crow_indices().int(),
-                        pattern.col_indices().int(),
-                        values,
-                        size=pattern.shape,
-                        check_invariants=False,
-                    )
+                    rows, cols = pattern.crow_indices().int(), pattern.col_indices().int()
+                    at = self.live_slices[name]
+                    self.csr[name] = _csr(rows, cols, self.compact[at], pattern.shape)
+                    # Its gradient, written by the sampled product straight into the compact
+                    # gradient (as its own output: no copy of the pattern, no values to move).
+                    self.csr_grad[name] = _csr(rows, cols, self.compact_grad[at], pattern.shape)
 
         # A CSR first layer's dense values are read by nothing in a step (its products use the CSR
         # matrix, and no input gradient goes through a first layer), so they are written to the
@@ -213,19 +212,25 @@ class FusedMLP:
     # --- the step ----------------------------------------------------------------------------
 
     def _forward(self, x: torch.Tensor, keep: list[torch.Tensor] | None) -> torch.Tensor:
-        """Logits of `x`; with `keep`, each layer's input is appended to it (for the backward)."""
+        """Logits of `x`; with `keep`, each layer's input is appended to it (for the backward).
+
+        A CSR layer computes (W hᵀ)ᵀ and leaves its output transposed: a view of a contiguous
+        [out, batch] tensor. The next layer's products read it as it is (BLAS takes transposed
+        operands), and the backward computes that layer's input gradient in the same layout, so
+        the ReLU's backward sees matching layouts and the sampled product gets gᵀ contiguous.
+        Making either side contiguous cost a copy of a transposed tensor each (the profiler).
+        """
         h = x.flatten(1)
         last = len(self.weight_names) - 1
         for i, (w, b) in enumerate(zip(self.weight_names, self.bias_names, strict=True)):
             if w in self.csr:  # (W hᵀ)ᵀ with W sparse
-                # hᵀ made contiguous once: MKL's CSR product and the backward's sampled product
-                # each copied the transposed view otherwise; the result made contiguous, as the
-                # ReLU, the next product and its backward run far slower on a transposed one.
+                # hᵀ contiguous once: MKL's CSR product and the sampled product each copied a
+                # transposed view otherwise.
                 h_t = h.t().contiguous()
                 if keep is not None:
                     keep.append(h_t.t())
                 bias = self.value[b].unsqueeze(1) if b is not None else torch.zeros(1, 1, device=h.device)
-                h = torch.addmm(bias, self.csr[w], h_t).t().contiguous()
+                h = torch.addmm(bias, self.csr[w], h_t).t()
             else:
                 if keep is not None:
                     keep.append(h)
@@ -277,17 +282,17 @@ class FusedMLP:
         inputs: list[torch.Tensor] = []
         logits = self._forward(x, inputs)
         g = cross_entropy_grad(logits, self.y, self.ce_constants)
-        sparse_grads = {}
+        sampled = []  # (layer, g, h) of CSR layers, whose gradients go to the compact buffer
         for i in reversed(range(len(self.weight_names))):
             h, w = inputs[i], self.weight_names[i]
-            if w in self.csr:  # the gradient at the live weights only: gᵀh sampled at the mask
-                sparse_grads[w] = torch.sparse.sampled_addmm(self.csr[w], g.t(), h, beta=0.0).values()
+            if w in self.csr:
+                sampled.append((w, g, h))
             else:
                 torch.mm(h.t(), g, out=self.gradient_t[w])
             if self.bias_names[i] is not None:
                 torch.sum(g, 0, out=self.gradient[self.bias_names[i]])
             if i:  # through the product, then the ReLU whose output was `h`
-                g = torch.ops.aten.threshold_backward(g @ self.value[self.weight_names[i]], h, 0)
+                g = torch.ops.aten.threshold_backward(_times(g, self.value[w], like=h), h, 0)
         if self.live is None:
             if self.keep is not None:
                 self.grad.mul_(self.keep)
@@ -297,8 +302,11 @@ class FusedMLP:
                 torch.index_select(self.grad, 0, self.live, out=self.compact_grad)
             else:
                 self.compact_grad.index_copy_(0, self.eager[0], self.grad.index_select(0, self.eager[1]))
-            for name, values in sparse_grads.items():
-                self.compact_grad[self.live_slices[name]] = values
+            for w, g, h in sampled:  # the gradient at the live weights only: gᵀh sampled at the mask
+                # Zeroed first: the kernel computes beta·old + gᵀh, and 0·NaN (an unwritten
+                # buffer's) is NaN.
+                self.compact_grad[self.live_slices[w]] = 0.0
+                torch.sparse.sampled_addmm(self.csr_grad[w], g.t(), h, beta=0.0, out=self.csr_grad[w])
             self.optimizer.step(lr)
             if self.eager is None:
                 self.flat.index_copy_(0, self.live, self.compact)
@@ -391,6 +399,19 @@ class FusedMLP:
         full = torch.zeros(self.flat.numel(), dtype=value.dtype, device=self.flat.device)
         full[write] = value.reshape(-1).to(self.flat.device)
         return full[read].reshape(shape).clone()
+
+
+def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """A CSR matrix over `values` (a view, kept as it is), its indices valid by construction."""
+    return torch.sparse_csr_tensor(rows, cols, values, size=shape, check_invariants=False)
+
+
+def _times(g: torch.Tensor, weight: torch.Tensor, *, like: torch.Tensor) -> torch.Tensor:
+    """g @ weight, laid out as `like`: transposed where `like` is a CSR layer's transposed output
+    (`FusedMLP._forward`), so that the ReLU's backward reads both in one layout."""
+    if like.is_contiguous():
+        return g @ weight
+    return torch.mm(weight.t(), g.t()).t()
 
 
 # Sparse products pay for a layer at this density or below, if it has at least SPARSE_MIN_WEIGHTS
