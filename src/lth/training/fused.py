@@ -452,6 +452,19 @@ class FusedOptimizer:
                     "exp_avg": torch.zeros_like(p),
                     "exp_avg_sq": torch.zeros_like(p),
                 }
+            self._share_counts()
+
+    def _share_counts(self) -> None:
+        """Make every parameter's Adam step count a view of one buffer, so that a step counts with
+        one add: `torch._foreach_add_` over LeNet's six 0-dim counts took 13 µs, 1.5% of a sparse
+        step (the profiler). The state keeps a tensor per parameter, as torch.optim's does."""
+        state = self.torch.state
+        self.counts = torch.stack([state[p]["step"] for p in self.params])
+        for i, p in enumerate(self.params):
+            state[p]["step"] = self.counts[i]
+        self.steps, self.exp_avg, self.exp_avg_sq = (
+            [state[p][key] for p in self.params] for key in ("step", "exp_avg", "exp_avg_sq")
+        )
 
     def step(self, lr: float | torch.Tensor) -> None:
         """One step at `lr`: a float, or a 0-dim tensor (which a captured CUDA graph reads at each
@@ -461,16 +474,15 @@ class FusedOptimizer:
         if torch.is_tensor(lr):
             adam, sgd = torch.ops.aten._fused_adam_.tensor_lr, torch.ops.aten._fused_sgd_.tensor_lr
         if self.adam:
-            steps = [state[p]["step"] for p in self.params]
-            torch._foreach_add_(steps, 1)
+            self.counts.add_(1)
             beta1, beta2 = group["betas"]
             adam(
                 self.params,
                 self.grads,
-                [state[p]["exp_avg"] for p in self.params],
-                [state[p]["exp_avg_sq"] for p in self.params],
+                self.exp_avg,
+                self.exp_avg_sq,
                 [],
-                steps,
+                self.steps,
                 lr=lr,
                 beta1=beta1,
                 beta2=beta2,
@@ -502,7 +514,9 @@ class FusedOptimizer:
         return self.torch.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.torch.load_state_dict(state)
+        self.torch.load_state_dict(state)  # new state tensors: shared again
+        if self.adam:
+            self._share_counts()
 
 
 def flat_slices(sizes: dict[str, int]) -> dict[str, slice]:
