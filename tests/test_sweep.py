@@ -260,12 +260,9 @@ class InProcess:
         pass
 
 
-def test_a_sweep_spreads_each_trials_trainings_over_the_workers_and_equals_lth_run(
-    tmp_path, mnist_root, monkeypatch
-):
-    """Three trials on two workers: every round but the last hands out two trainings (21 in 11
-    rounds, where a trial per worker takes 14), lowest level first, each once the level before
-    is stored; the summary is `lth run`'s to the last digit."""
+def _spread(tmp_path, mnist_root, monkeypatch, trials: int) -> list[list[tuple[int, int, tuple[str, ...]]]]:
+    """Sweep `trials` trials of SPREAD on two in-process workers; check that the summary is `lth
+    run`'s to the last digit, and return the rounds of pieces handed out."""
     import torch
 
     from lth.sweep import local
@@ -273,14 +270,33 @@ def test_a_sweep_spreads_each_trials_trainings_over_the_workers_and_equals_lth_r
     monkeypatch.setattr(local, "LocalBackend", InProcess)
     monkeypatch.setenv("LTH_DATA_DIR", str(mnist_root))
     InProcess.rounds = []
-    sweep = load_sweep(write_sweep(tmp_path / "sweep.toml", fixed=SPREAD, trials=3), out=tmp_path / "runs")
+    sweep = load_sweep(
+        write_sweep(tmp_path / "sweep.toml", fixed=SPREAD, trials=trials), out=tmp_path / "runs"
+    )
     threads = torch.get_num_threads()
     try:
         result = run_sweep(sweep, workers=2, progress_bar=False, echo=lambda line: None)
     finally:
         torch.set_num_threads(threads)
-    assert result.ok and len(result.done) == 3
-    rounds = InProcess.rounds
+    assert result.ok and len(result.done) == trials
+
+    sets = [f"--set={key}={json.dumps(value)}" for key, value in SPREAD.items()]
+    run = tmp_path / "run"
+    out = lth(
+        "run", "lenet-mnist-quick", *sets, f"--set=lottery.trials={trials}", "--quiet", "--out", str(run)
+    )
+    assert out.returncode == 0, out.stderr
+    assert summaries(tmp_path / "runs") == summaries(run)
+    return InProcess.rounds
+
+
+def test_a_sweep_spreads_each_trials_trainings_over_the_workers_and_equals_lth_run(
+    tmp_path, mnist_root, monkeypatch
+):
+    """Three trials on two workers: every round but the last hands out two trainings (21 in 11
+    rounds, where a trial per worker takes 14), lowest level first, each once the ticket of the
+    level before is stored; the summary is `lth run`'s to the last digit."""
+    rounds = _spread(tmp_path, mnist_root, monkeypatch, trials=3)
     assert [len(r) for r in rounds] == [2] * 10 + [1]
     handed = [piece for r in rounds for piece in r]
     assert sorted(handed) == sorted(
@@ -290,12 +306,16 @@ def test_a_sweep_spreads_each_trials_trainings_over_the_workers_and_equals_lth_r
     assert [lv for _, lv, _ in handed] == sorted(lv for _, lv, _ in handed)  # level by level
     assert rounds[1] == [(2, 0, ("imp",)), (0, 1, ("imp",))]
 
-    sets = [f"--set={key}={json.dumps(value)}" for key, value in SPREAD.items()]
-    out = lth(
-        "run", "lenet-mnist-quick", *sets, "--set=lottery.trials=3", "--quiet", "--out", str(tmp_path / "run")
-    )
-    assert out.returncode == 0, out.stderr
-    assert summaries(tmp_path / "runs") == summaries(tmp_path / "run")
+
+def test_one_trial_on_two_workers_runs_its_ticket_ahead_of_its_controls(tmp_path, mnist_root, monkeypatch):
+    """A level waits only for the ticket of the level before, not its controls: one trial's 7
+    trainings in 4 rounds (waiting for whole levels: 5), the same summary as `lth run`'s."""
+    assert _spread(tmp_path, mnist_root, monkeypatch, trials=1) == [
+        [(0, 0, ("imp",))],
+        [(0, 1, ("imp",)), (0, 1, ("reinit",))],
+        [(0, 1, ("random",)), (0, 2, ("imp",))],
+        [(0, 2, ("reinit",)), (0, 2, ("random",))],
+    ]
 
 
 class Idle(InProcess):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lth.config import Config
-from lth.errors import ConfigError
+from lth.errors import ConfigError, LthError
 from lth.lottery import Experiment, Runtime, variants
 from lth.models import build
 from lth.report import build_report
@@ -85,6 +85,34 @@ def test_the_table_gives_what_each_level_trains_and_where_the_next_mask_comes_fr
     assert [variants.mask_source(continued, level) for level in (0, 1, 2)] == ["imp", "path", "path"]
     assert variants.controls() == ["reinit", "random", "invert"]
     assert variants.reported() == ["imp", "reinit", "random", "invert"]
+    # What the next level waits for: the chain, never a control.
+    assert variants.read_by_next(reset, 0) == variants.read_by_next(reset, 2) == ["imp"]
+    assert variants.read_by_next(continued, 1) == ["imp", "path"]
+    assert variants.read_by_next(continued, 3) == ["imp"]  # the last level: its path is not trained
+
+
+def test_a_variant_that_reads_a_control_s_training_is_refused_with_the_rule(tmp_path):
+    """The next level does not wait for the controls (a sweep may train it beside them), so a
+    variant's rules may not start from a control's trained weights."""
+    variant = variants.register(
+        variants.Variant(
+            name="leech",
+            description="the level's mask on the reinit control's trained weights",
+            legend="leech",
+            weights=lambda ctx: ctx.trained("reinit"),
+            mask=variants.level_mask,
+            from_rewind=False,
+            salt="leech",
+        )
+    )
+    try:
+        config = tiny_config("lottery.levels=2", "lottery.variants=['imp', 'reinit', 'leech']")
+        store = RunStore(tmp_path, config)
+        refused = "'leech' reads the trained weights of 'reinit' at level 1, but a level may read only imp"
+        with pytest.raises(LthError, match=refused):
+            Experiment(config, DATA, _make_model, store, Runtime(progress=False)).run()
+    finally:
+        variants.unregister(variant.name)
 
 
 def _retrain_run(tmp_path, *overrides: str):

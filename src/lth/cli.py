@@ -182,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run many configs × trials, locally or on a Ray cluster",
         description="Expand a sweep file (a base config, [set] overrides, a [grid] of values, trials) "
         "into runs, each (run, trial) one unit, and hand each level's trainings to worker processes "
-        "or Ray tasks once the level before is done. "
+        "or Ray tasks once the ticket of the level before is done. "
         "Running it again finishes only what is missing.",
     )
     sweep.add_argument(

@@ -304,7 +304,7 @@ class Experiment:
                 theta0=theta0,
                 theta_k=theta_k,
                 fresh=lambda s: initialize(self.make_model(), s).state_dict(),
-                trained=lambda name: self.store.level(trial, name, level - 1).load_tensors("final"),
+                trained=functools.partial(self._trained, trial, level, v.name),
                 retrain=retrain,
                 scores=functools.partial(self._level_scores, trial, level),
             )
@@ -313,6 +313,19 @@ class Experiment:
             training = self._final_lr if v.retrains and retrain.final_lr else self.config.training
             units.append(Unit(trial, seed, v.name, level, weights, v.mask(ctx), start, training))
         return units
+
+    def _trained(self, trial: int, level: int, reader: str, name: str) -> dict[str, torch.Tensor]:
+        """`name`'s final weights at the level before `level`, for variant `reader`'s rules: only
+        the trainings that level's successor waits for (`variants.read_by_next`), as the sweep
+        may train `level` while the level before's others are still running."""
+        readable = variants.read_by_next(self.config, level - 1)
+        if level > 1 and name not in readable:
+            raise LthError(
+                f"variant {reader!r} reads the trained weights of {name!r} at level {level - 1}, but a "
+                f"level may read only {', '.join(readable)} there (variants that declare next_mask; "
+                "docs/design.md, 'Contracts')"
+            )
+        return self.store.level(trial, name, level - 1).load_tensors("final")
 
     def _next_mask(self, trial: int, level: int) -> Mask:
         """Level `level`'s mask, found by the schedule and strategy from the level before."""

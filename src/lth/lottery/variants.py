@@ -46,7 +46,9 @@ class LevelContext:
     theta0: Callable[[], Weights]  # the trial's initial weights
     theta_k: Callable[[], Weights]  # its weights at the rewind iteration k (θ0 when k = 0)
     fresh: Callable[[int], Weights]  # a fresh initialisation under the given seed
-    trained: Callable[[str], Weights]  # a variant's final weights at the level before (level 0: dense)
+    # A variant's final weights at the level before (level 0: dense); only those `read_by_next`
+    # names, as the next level waits for nothing else.
+    trained: Callable[[str], Weights]
     retrain: Retrain  # how the ticket is retrained after pruning (`lottery.retrain`)
     # The mask the level's mask was pruned from and the criterion's scores that chose it,
     # computed again when called (as `invert` does).
@@ -177,6 +179,16 @@ def stored_at(config: Config, level: int) -> list[str]:
     """The trainings any level of `config` stores, by variant name: level 0's dense network
     (under the ticket's name), else `trained_at`'s."""
     return [TICKET] if level == 0 else [v.name for v in trained_at(config, level)]
+
+
+def read_by_next(config: Config, level: int) -> list[str]:
+    """The trainings of `level` that the level after it reads, so waits for: those that declare
+    `next_mask` (the ticket, Strategy 2's path), whose trained weights give the next mask and
+    are the only ones a `LevelContext.trained` may return; level 0: the dense network. A
+    control's training is read by nothing, so the next level need not wait for it."""
+    if level == 0:
+        return [TICKET]
+    return [v.name for v in trained_at(config, level) if v.next_mask]
 
 
 def mask_source(config: Config, level: int) -> str:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from lth.errors import ConfigError
 from lth.sweep import progress
-from lth.sweep.pieces import Piece, pieces, ready
+from lth.sweep.pieces import Piece, order, pieces, ready
 from lth.sweep.spec import Sweep, Unit
 from lth.sweep.worker import Task
 from lth.training.engines import check_choice
@@ -245,10 +245,10 @@ def _drive(
 
     with bar:
         while left or running:
-            # Ready pieces, lowest level first (stable: then in unit order): see sweep/pieces.py.
+            # Ready pieces in `order` (stable: then in unit order): see sweep/pieces.py.
             free = pool.capacity - len(running)
             startable = [j for j in left if ready(todo[j][1])] if free > 0 else []
-            for j in sorted(startable, key=lambda j: todo[j][1].level)[:free]:
+            for j in sorted(startable, key=lambda j: order(todo[j][1]))[:free]:
                 i, piece = todo[j]
                 if i not in begun:
                     progress.clear_failure(units[i])
