@@ -224,8 +224,9 @@ class Experiment:
 
     def run_trainings(self, trial: int, level: int, names: Iterable[str]) -> None:
         """Train the trainings `names` (variants) of one level of one trial, with their
-        instability where measured, once every level before it is stored: a sweep's piece of
-        work (sweep/pieces.py), so that one trial's trainings can run in several processes."""
+        instability where measured, once the trainings it reads are stored (the chain of tickets
+        before it: `variants.read_by_next`): a sweep's piece of work (sweep/pieces.py), so that
+        one trial's trainings can run in several processes."""
         lot, names = self.config.lottery, set(names)
         if not (0 <= trial < lot.trials and 0 <= level <= lot.levels):
             raise ConfigError(
