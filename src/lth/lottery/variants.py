@@ -194,10 +194,8 @@ def read_by_next(config: Config, level: int) -> list[str]:
 def mask_source(config: Config, level: int) -> str:
     """The variant whose trained weights at `level` give the next level's mask: the last one in
     the table that declares `next_mask` and trains at that level (`imp` at level 0, the dense
-    network)."""
-    if level == 0:
-        return TICKET
-    return [v.name for v in trained_at(config, level) if v.next_mask][-1]
+    network): the last of `read_by_next`."""
+    return read_by_next(config, level)[-1]
 
 
 def validate(config: Config) -> None:

@@ -4,8 +4,9 @@
     result = run_sweep(sweep, workers=2)     # or backend="ray", address="auto"
 
 A unit is one (run, trial); its levels run in order, each level's trainings handed to workers
-separately once the ticket of the level before is stored (pieces.py). Each is stored as it finishes, so a
-training that is killed and run again resumes, and a sweep run again finishes only what is missing.
+separately once the ticket of the level before is stored (pieces.py). Each is stored as it
+finishes, so a training that is killed and run again resumes, and a sweep run again finishes only
+what is missing.
 Results land in the ordinary run directories (`lth report` reads them unchanged). The Ray
 backend is imported only when asked for.
 """

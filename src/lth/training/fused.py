@@ -282,7 +282,9 @@ class FusedMLP:
         inputs: list[torch.Tensor] = []
         logits = self._forward(x, inputs)
         g = cross_entropy_grad(logits, self.y, self.ce_constants)
-        sampled = []  # (layer, g, h) of CSR layers, whose gradients go to the compact buffer
+        # (layer, g, h) of the CSR layers: their gradients are sampled into the compact buffer
+        # after the gather below, which would overwrite them.
+        sampled = []
         for i in reversed(range(len(self.weight_names))):
             h, w = inputs[i], self.weight_names[i]
             if w in self.csr:
