@@ -376,16 +376,19 @@ def test_cuda_graphs_are_refused_where_the_step_cannot_be_captured():
     assert not FusedMLP(_lenet(), DATA, _config(), seed=0, mask=None, augment=False).graphs
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_the_captured_step_replays_the_eager_steps_numbers_on_cuda():
-    data = tiny_splits()
-    cuda = type(data)(
+def _on_cuda(data):
+    return type(data)(
         name=data.name,
         train=type(data.train)(data.train.x.cuda(), data.train.y.cuda()),
         val=type(data.val)(data.val.x.cuda(), data.val.y.cuda()),
         test=type(data.test)(data.test.x.cuda(), data.test.y.cuda()),
         num_classes=data.num_classes,
     )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_captured_step_replays_the_eager_steps_numbers_on_cuda():
+    cuda = _on_cuda(tiny_splits())
     weights = []
     for graphs in (False, True):
         model = _lenet().cuda()
@@ -396,3 +399,37 @@ def test_the_captured_step_replays_the_eager_steps_numbers_on_cuda():
         assert (engine.graph is not None) == graphs
         weights.append(engine.flat.clone())
     assert torch.equal(*weights)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("engine", ["captured", "fused", "autograd", "autograd-augmented"])
+def test_a_cuda_step_never_makes_the_host_wait(engine):
+    """Within an epoch a step copies nothing from pageable host memory (such a copy first waits
+    for every queued kernel, so the host could never run ahead of the device) and calls nothing
+    that synchronises (`torch.cuda.set_sync_debug_mode`)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from lth.training.autograd import OneModel
+
+    cuda = _on_cuda(tiny_splits())  # 600 examples at batch 30: an epoch is 20 steps
+    model = _lenet().cuda()
+    kwargs = {"seed": 0, "mask": _mask(model, 2).to("cuda"), "augment": engine == "autograd-augmented"}
+    if engine.startswith("autograd"):
+        trainer = OneModel(model, cuda, _config(), **kwargs)
+    else:
+        trainer = FusedMLP(model, cuda, _config(), graphs=engine == "captured", **kwargs)
+    for t in range(5):  # warm-up and capture synchronise, once
+        trainer.step(t, 1e-3)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for t in range(5, 15):
+                trainer.step(t, 1e-3 * (1 + t % 3))
+            torch.cuda.set_sync_debug_mode(0)
+            torch.arange(7).to("cuda")  # the one copy from pageable memory: the profiler sees them
+            torch.cuda.synchronize()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    pageable = [e for e in prof.events() if "HtoD" in e.name and "Pageable" in e.name]
+    assert len(pageable) == 1, [e.name for e in pageable]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lth.data.transfer import to_device
+
 
 def augment_batch(
     x: torch.Tensor, generator: torch.Generator, *, flip: bool = True, pad: int = 4
@@ -31,7 +33,9 @@ def augment_batch(
     )
     oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=draw)
     ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=draw)
-    flips, oy, ox = flips.to(x.device), oy.to(x.device), ox.to(x.device)
+    # One copy for the three draws (see `to_device`: on a GPU the host never waits for it).
+    flips, oy, ox = to_device(torch.stack([flips.long(), oy, ox]), x.device)
+    flips = flips.bool()
 
     padded = F.pad(x, (pad, pad, pad, pad)) if pad else x
     rows = oy[:, None] + torch.arange(h, device=x.device)  # N×H: source row of each output row

@@ -41,12 +41,12 @@ class OneModel:
             mask.apply_(model)
         masked = [(params[name], m) for name, m in (mask or {}).items()]
         self.update = MaskedUpdate(list(model.parameters()), masked, config)
-        self.order = BatchOrder(len(data.train), config.batch_size, seed)
+        self.order = BatchOrder(len(data.train), config.batch_size, seed, data.train.x.device)
         self.model, self.train_split, self.seed, self.augment = model, data.train, seed, augment
         model.train()  # `evaluate` puts back the mode it finds
 
     def step(self, iteration: int, lr: float) -> None:
-        idx = self.order.indices(iteration).to(self.train_split.x.device)
+        idx = self.order.indices(iteration)
         x, y = self.train_split.x[idx], self.train_split.y[idx]
         if self.augment:
             x = augmented(x, self.seed, iteration)

@@ -20,6 +20,7 @@ import torch
 
 from lth.config import TrainingConfig
 from lth.data import Split, augment_batch
+from lth.data.transfer import to_device
 from lth.seeds import derive_seed
 
 
@@ -99,19 +100,24 @@ class MaskedUpdate:
 class BatchOrder:
     """The data order of a run: a fresh seeded permutation each epoch, batches as index slices.
 
-    Iteration t's batch depends only on (seed, t), so a resumed run sees the same batches.
+    Iteration t's batch depends only on (seed, t), so a resumed run sees the same batches. The
+    permutation is drawn on the CPU (the same on every device) and kept on `device`, where the
+    data is: one copy an epoch, not one a step (see `to_device`).
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int):
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device | None = None):
         self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.device = device or torch.device("cpu")
         self.per_epoch = max(n // batch_size, 1)
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
 
     def indices(self, iteration: int) -> torch.Tensor:
+        """Iteration `iteration`'s batch, as indices into the training split, on `device`."""
         epoch, offset = divmod(iteration, self.per_epoch)
         if epoch != self._epoch:
             generator = torch.Generator().manual_seed(derive_seed(self.seed, "order", epoch))
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=generator)
+            perm = torch.randperm(self.n, generator=generator)
+            self._epoch, self._perm = epoch, to_device(perm, self.device)
         return self._perm[offset * self.batch_size : (offset + 1) * self.batch_size]
 
 

@@ -21,11 +21,11 @@ options give the plain fused step's numbers within float rounding, not bit for b
 `sparse` engine in engines.py).
 
 On a CUDA device the step is captured once as a CUDA graph and replayed (`graphs`): its shapes
-are static (the batch is gathered through a preallocated index buffer, the learning rate is a
-device tensor, the cross-entropy's constants are made once) and nothing in it waits on the host,
-so each step is one graph launch. The first WARMUP_STEPS steps run eagerly on a side stream, as
-capture requires, and a restored checkpoint is captured afresh. Sparse layers and augmentation
-(host-side random draws) train eagerly.
+are static (the batch is gathered through a preallocated index buffer, filled from the data
+order already on the device, the learning rate is a device tensor, the cross-entropy's constants
+are made once) and nothing in it waits on the host, so each step is one graph launch. The first
+WARMUP_STEPS steps run eagerly on a side stream, as capture requires, and a restored checkpoint
+is captured afresh. Sparse layers and augmentation (host-side random draws) train eagerly.
 
 The arithmetic is that of `OneModel` (same products, same Adam or SGD) up to float rounding:
 products may sum in another order. Checkpoints are `OneModel`'s own format (the model's
@@ -188,7 +188,7 @@ class FusedMLP:
             at = (~first[self.live]).nonzero().squeeze(1)
             self.eager = at, self.live[at]
 
-        self.order = BatchOrder(len(data.train), config.batch_size, seed)
+        self.order = BatchOrder(len(data.train), config.batch_size, seed, device)
         self.train_split, self.seed, self.augment = data.train, seed, augment
         batch = min(config.batch_size, len(data.train))
         self.x = torch.empty((batch, *data.train.x.shape[1:]), dtype=data.train.x.dtype, device=device)
@@ -243,7 +243,7 @@ class FusedMLP:
     def step(self, iteration: int, lr: float) -> None:
         """One training step on iteration `iteration`'s batch at learning rate `lr`: eagerly, or
         as a replay of the captured step (see the module doc)."""
-        self.idx.copy_(self.order.indices(iteration), non_blocking=True)
+        self.idx.copy_(self.order.indices(iteration))  # on the device already: no host wait
         if self.graph is not None:
             self.lr.fill_(lr)
             self.graph.replay()

@@ -148,12 +148,12 @@ class ReplicaGroup:
             else []
         )
         self.update = MaskedUpdate(list(self.stack.params.values()), masked, config)
-        self.orders = [BatchOrder(len(data.train), config.batch_size, s) for s in seeds]
+        self.orders = [BatchOrder(len(data.train), config.batch_size, s, device) for s in seeds]
         self.train_split, self.seeds, self.augment = data.train, list(seeds), augment
 
     def step(self, iteration: int, lr: float) -> None:
         split = self.train_split
-        idx = torch.stack([order.indices(iteration) for order in self.orders]).to(split.x.device)
+        idx = torch.stack([order.indices(iteration) for order in self.orders])
         x, y = split.x[idx], split.y[idx]  # [K, B, ...]
         if self.augment:
             x = torch.stack([augmented(x[r], seed, iteration) for r, seed in enumerate(self.seeds)])
