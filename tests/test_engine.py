@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lth.config import TrainingConfig
-from lth.environment import require_torch, signature
+from lth.environment import cpu_model, require_torch, signature
 from lth.lottery import Experiment, Runtime
 from lth.models import build, initialize
 from lth.store import RunStore
@@ -57,7 +57,7 @@ def test_every_result_records_its_engine(tmp_path):
         assert result["engine"]["threads"] == torch.get_num_threads()
         assert result["engine"]["torch"] == torch.__version__
         assert result["engine"]["max_replicas"] == 1
-        assert signature(result["engine"]) == f"torch {torch.__version__} on cpu, one model"
+        assert signature(result["engine"]) == f"torch {torch.__version__} on cpu ({cpu_model()}), one model"
 
 
 def test_extending_a_run_trained_by_another_engine_says_so(tmp_path, capsys):
@@ -72,7 +72,8 @@ def test_extending_a_run_trained_by_another_engine_says_so(tmp_path, capsys):
     _, more = _experiment(tmp_path, "lottery.levels=2")
     more.run()
     err = capsys.readouterr().err
-    assert "lth: note: this run's stored levels were trained by torch 2.5.1+cpu on cpu, one model" in err
+    before = f"torch 2.5.1+cpu on cpu ({cpu_model()}), one model"
+    assert f"lth: note: this run's stored levels were trained by {before}" in err
     assert f"new levels train with torch {torch.__version__} on cpu" in err
     # Nothing left to train: no note.
     _, again = _experiment(tmp_path, "lottery.levels=2")
@@ -82,9 +83,25 @@ def test_extending_a_run_trained_by_another_engine_says_so(tmp_path, capsys):
 
 def test_results_from_before_engines_were_recorded_are_unrecorded():
     assert signature(None) == "unrecorded"
-    threads = {"device": "cpu", "torch": "2.13.0+cpu", "max_replicas": 1, "threads": 2}
-    assert signature(threads | {"mkl_cbwr": ""}) == "torch 2.13.0+cpu on cpu, one model, 2 threads"
-    assert signature(threads | {"mkl_cbwr": "AUTO,STRICT"}) == "torch 2.13.0+cpu on cpu, one model"
+    threads = {"device": "cpu", "cpu": "AMD EPYC", "torch": "2.13.0+cpu", "max_replicas": 1, "threads": 2}
+    assert signature(threads | {"mkl_cbwr": ""}) == "torch 2.13.0+cpu on cpu (AMD EPYC), one model, 2 threads"
+    assert signature(threads | {"mkl_cbwr": "AUTO,STRICT"}) == "torch 2.13.0+cpu on cpu (AMD EPYC), one model"
+
+
+def test_the_cpu_model_tells_engines_apart_and_the_commit_does_not():
+    """The same trial on an AMD EPYC and an Intel Xeon (same torch build, strict sums) parted at
+    level 0 (lth.environment's docstring); exact engines give the same numbers at any commit."""
+    amd = {"device": "cpu", "cpu": "AMD EPYC", "torch": "2.13.0+cpu", "max_replicas": 1, "threads": 1}
+    amd |= {"mkl_cbwr": "AUTO,STRICT", "trainer": "fused", "trainer_exact": True, "lth_commit": "a" * 40}
+    assert signature(amd) != signature(amd | {"cpu": "Intel(R) Xeon(R) Processor"})
+    assert signature(amd) == signature(amd | {"lth_commit": "b" * 40, "cpu_capability": "AVX2"})
+    assert signature(amd | {"cpu": None}) == "torch 2.13.0+cpu on cpu (model unrecorded), one model"
+    gpu = amd | {"device": "NVIDIA H200"}
+    assert (
+        signature(gpu)
+        == signature(gpu | {"cpu": "Intel(R) Xeon(R) Processor"})
+        == "torch 2.13.0+cpu on NVIDIA H200, one model"
+    )
 
 
 @pytest.mark.parametrize("version", ["2.3.1", "1.13.0+cpu", "2.0.0a0+git123"])
@@ -103,7 +120,7 @@ def test_the_report_lists_the_engines_and_flags_a_trial_that_mixes_them(tmp_path
 
     store, experiment = _experiment(tmp_path, "lottery.levels=2", "lottery.trials=2")
     experiment.run()
-    here = f"torch {torch.__version__} on cpu, one model"
+    here = f"torch {torch.__version__} on cpu ({cpu_model()}), one model"
     run = read_run(store.path)
     assert run.engines == {here: 14} and run.mixed_trials == {}  # 2 trials × (dense + 2 levels × 3)
     stored = store.level(1, "reinit", 2).path / "result.json"
@@ -115,5 +132,8 @@ def test_the_report_lists_the_engines_and_flags_a_trial_that_mixes_them(tmp_path
     assert run.engines == {here: 13, gpu: 1}
     assert run.mixed_trials == {1: sorted([gpu, here])}
     lines = engine_lines(run)
-    assert lines[:2] == [f"Trained by {here} (13 results)", f"Trained by {gpu} (1 result)"]
+    assert lines[:2] == [
+        f"Trained by {here} (13 results; trials 0, 1)",
+        f"Trained by {gpu} (1 result; trial 1)",
+    ]
     assert lines[2].startswith(f"Trial 1 mixes engines ({'; '.join(sorted([gpu, here]))})")

@@ -107,7 +107,7 @@ def test_environment_gathers_each_trainings_engine_and_wall_time(half, tmp_path)
     (engine,) = env["engines"]
     assert engine["trainings"] == len(results) == len(env["trainings"]) == 10
     assert {k: engine[k] for k in results[0]["engine"]} == results[0]["engine"]
-    assert engine["signature"] == "torch {} on cpu, one model".format(engine["torch"])
+    assert engine["signature"] == "torch {} on cpu ({}), one model".format(engine["torch"], engine["cpu"])
     assert env["mixed_engines"] is False and env["mixed_trials"] == {}
     assert env["wall_time_s"]["total"] == pytest.approx(sum(r["wall_time_s"] for r in results))
 
@@ -122,12 +122,12 @@ def test_environment_says_when_a_trials_trainings_mixed_engines(half, tmp_path):
     level.write_text(json.dumps(result))
     write_record(half, out, trials=[])  # rewrites environment.json from the record's own files
     env = json.loads((out / layout.ENVIRONMENT).read_text())
-    version = result["engine"]["torch"]
+    version, cpu = result["engine"]["torch"], result["engine"]["cpu"]
     assert env["mixed_engines"] is True
     assert env["mixed_trials"] == {
         "0": [
-            f"torch {version} on cpu, one model",
-            f"torch {version} on cpu, vmap replicas engine, groups up to 8",
+            f"torch {version} on cpu ({cpu}), one model",
+            f"torch {version} on cpu ({cpu}), vmap replicas engine, groups up to 8",
         ]
     }
     assert [e["trainings"] for e in env["engines"]] == [9, 1]

@@ -12,6 +12,10 @@ user set is kept.
 
 Every result.json carries `engine()`; `signature()` is the part of it that can change numbers,
 which `lth run` and the report compare to find a trial whose levels came from different engines.
+Strict sums do not make the CPU itself irrelevant: MKL and PyTorch's own kernels take the code
+path of the processor they run on, and the same trial (same torch build, seed and settings) on an
+AMD EPYC and on an Intel Xeon parted at level 0 (early stop at 3,800 and 3,700 iterations; the
+record `docs/reproductions/lenet-mnist-oneshot`, trial 3). So the signature names the CPU model.
 """
 
 from __future__ import annotations
@@ -88,6 +92,9 @@ def engine(device: torch.device, max_replicas: int) -> dict[str, Any]:
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "cpu": cpu_model(),
+        # The vector instructions PyTorch's own CPU kernels were dispatched to (ATEN_CPU_CAPABILITY
+        # can lower it on the same processor); recorded, not in the signature (see there).
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "max_replicas": max_replicas,
         "torch": torch.__version__,
@@ -98,13 +105,17 @@ def engine(device: torch.device, max_replicas: int) -> dict[str, Any]:
 
 def signature(engine: dict[str, Any] | None) -> str:
     """The settings of `engine` that change numbers beyond the last digit, as one label:
-    the device, the PyTorch build, the thread count unless MKL's sums are strict, and an engine
-    whose numbers are not one model's bit for bit (vmapped replicas, the sparse engine:
-    training/engines.py). Results stored before engines were recorded say "unrecorded"."""
+    the device (a GPU's name; on a CPU its model), the PyTorch build, the thread count unless
+    MKL's sums are strict, and an engine whose numbers are not one model's bit for bit (vmapped
+    replicas, the sparse engine: training/engines.py). Results stored before engines were
+    recorded say "unrecorded". The CPU capability is left out, so that results stored before it
+    was recorded do not read as another engine; it changes only where a user lowers it."""
     if not engine:
         return "unrecorded"
     strict = str(engine.get("mkl_cbwr", "")).upper().endswith(",STRICT")
-    sums = "" if strict or engine["device"] != "cpu" else f", {engine['threads']} threads"
+    cpu = engine["device"] == "cpu"
+    device = f"cpu ({engine.get('cpu') or 'model unrecorded'})" if cpu else engine["device"]
+    sums = "" if strict or not cpu else f", {engine['threads']} threads"
     exact = engine.get("trainer_exact")  # absent before engines were named
     if exact is None:
         trainer = f"replicas up to {engine['max_replicas']}" if engine["max_replicas"] > 1 else "one model"
@@ -112,4 +123,4 @@ def signature(engine: dict[str, Any] | None) -> str:
         trainer = "one model"
     else:
         trainer = f"{engine['trainer']} engine, groups up to {engine['max_replicas']}"
-    return f"torch {engine['torch']} on {engine['device']}, {trainer}{sums}"
+    return f"torch {engine['torch']} on {device}, {trainer}{sums}"

@@ -223,7 +223,7 @@ def environment(path: Path, config: Config, trials: list[int]) -> dict[str, Any]
         "trials": trials,
         "engines": engines,
         # Engines whose signatures differ can change numbers beyond the last digit (see
-        # `lth.environment.signature`); the same signature with another commit or CPU cannot.
+        # `lth.environment.signature`, which names the CPU model); another commit cannot.
         "mixed_engines": len({e["signature"] for e in engines}) > 1,
         "mixed_trials": mixed,
         "wall_time_s": {"total": sum(walls.values()), "per_trial": {str(t): w for t, w in walls.items()}},

@@ -49,9 +49,11 @@ class RunData:
     label: str = ""  # how figures and tables name this run (see `compare.label_runs`)
     missing: list[Missing] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # files a figure wanted but could not read
-    # What trained the stored results (`lth.environment.signature`) → how many, and the trials
-    # whose levels mix engines: their numbers are not those of one engine's unbroken run.
+    # What trained the stored results (`lth.environment.signature`) → how many, and in which
+    # trials; the trials whose levels mix engines: their numbers are not those of one engine's
+    # unbroken run.
     engines: dict[str, int] = field(default_factory=dict)
+    engine_trials: dict[str, list[int]] = field(default_factory=dict)
     mixed_trials: dict[int, list[str]] = field(default_factory=dict)
     record: dict[str, Any] | None = None  # record.json where this is a record, not a run directory
 
@@ -239,12 +241,23 @@ def read_engines(run: RunData) -> None:
         engines[label] = engines.get(label, 0) + 1
         by_trial.setdefault(int(trial), set()).add(label)
     run.engines = dict(sorted(engines.items(), key=lambda item: -item[1]))
+    run.engine_trials = {
+        label: [t for t, labels in sorted(by_trial.items()) if label in labels] for label in run.engines
+    }
     run.mixed_trials = {t: sorted(labels) for t, labels in sorted(by_trial.items()) if len(labels) > 1}
 
 
 def engine_lines(run: RunData) -> list[str]:
-    """The engines, and a warning per trial that mixes them, as the report prints them."""
-    lines = [f"Trained by {label} ({n} result{'s' * (n != 1)})" for label, n in run.engines.items()]
+    """The engines (with their trials, where there are several), and a warning per trial that
+    mixes them, as the report prints them."""
+
+    def trials(label: str) -> str:
+        held = run.engine_trials.get(label, [])
+        return f"; trial{'s' * (len(held) != 1)} {', '.join(map(str, held))}" if len(run.engines) > 1 else ""
+
+    lines = [
+        f"Trained by {label} ({n} result{'s' * (n != 1)}{trials(label)})" for label, n in run.engines.items()
+    ]
     lines += [
         f"Trial {t} mixes engines ({'; '.join(labels)}): its later levels are not what one engine's "
         "unbroken run gives to the last digit (see the README: which settings change numbers)"
