@@ -140,6 +140,19 @@ def test_same_seed_same_numbers_and_a_different_seed_a_different_order():
     assert not pd.DataFrame(results[0]).equals(pd.DataFrame(results[2]))
 
 
+def test_the_data_order_is_kept_where_the_data_is_and_is_the_same_on_every_device():
+    """Each epoch's order is drawn on the CPU and copied to the data's device once (a copy a step
+    from pageable memory would make the host wait for a GPU every step): "meta" stands in here."""
+    from lth.training.engine import BatchOrder
+
+    here, there = BatchOrder(600, 60, seed=3), BatchOrder(600, 60, seed=3, device=torch.device("meta"))
+    assert there.indices(12).device.type == "meta" and there.indices(12).shape == (60,)
+    assert here.indices(12).device.type == "cpu"
+    epoch_1 = torch.cat([here.indices(t) for t in range(10, 20)])
+    assert sorted(epoch_1.tolist()) == list(range(600))  # a permutation of the split, epoch by epoch
+    assert not torch.equal(epoch_1, torch.cat([here.indices(t) for t in range(10)]))
+
+
 def test_a_run_interrupted_anywhere_resumes_to_identical_results(tmp_path):
     from lth.store import FileCheckpoint
 
