@@ -373,6 +373,17 @@ def test_a_second_run_is_set_beside_the_first_trial_by_trial(tmp_path):
         "0": {"behind": 2, "levels": 3},
         "1": {"behind": 1, "levels": 3},
     }
+    assert one.engines_differ == [] and "different engines" not in text
+    # Trial 1 of the second run as if trained on another CPU: the pair says so.
+    from lth.report.load import read_run
+    from lth.report.paired import pair
+
+    runs = [read_run(reset), read_run(go_on)]
+    runs[0].engine_trials = {"torch 2.13.0+cpu on cpu (AMD EPYC), one model": [0, 1]}
+    runs[1].engine_trials = {"torch 2.13.0+cpu on cpu (AMD EPYC), one model": [0], "Xeon": [1]}
+    (apart,) = pair(runs)
+    assert apart.engines_differ == [1]
+    assert "Trial 1 trained on different engines in the two runs" in " ".join(apart.sentences())
     # Another seed starts each trial elsewhere: nothing to pair.
     (tmp_path / "c").mkdir()
     other_seed = _crafted_run(tmp_path / "c", rows, "lottery.levels=3", "lottery.seed=7")

@@ -11,7 +11,7 @@ trials both hold, and counts where the later run is behind, per trial as well as
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -35,6 +35,9 @@ class Paired:
     # means over `trials`.
     levels: pd.DataFrame
     behind_per_trial: dict[int, tuple[int, int]]  # trial → (levels where `other` is less accurate, levels)
+    # Trials that the two runs trained with different engines (`environment.signature`: another
+    # CPU, GPU or build): the same θ0 and batches, but not the same arithmetic.
+    engines_differ: list[int] = field(default_factory=list)
 
     @property
     def trials(self) -> list[int]:
@@ -59,6 +62,15 @@ class Paired:
         if len(self.trials) > 1:
             each = ", ".join(f"{b} of {m} in trial {t}" for t, (b, m) in self.behind_per_trial.items())
             out.append(f"Levels where it is less accurate, trial by trial: {each}.")
+        if self.engines_differ:
+            apart = ("Trials " if len(self.engines_differ) > 1 else "Trial ") + ", ".join(
+                map(str, self.engines_differ)
+            )
+            out.append(
+                f"{apart} trained on different engines in the two runs (see each run's engines): the "
+                "same θ0 and batches but not the same arithmetic, so there the differences carry the "
+                "engines' rounding as well as the change between the configs."
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +82,7 @@ class Paired:
             "behind_per_trial": {
                 t: {"behind": behind, "levels": n} for t, (behind, n) in self.behind_per_trial.items()
             },
+            "engines_differ": self.engines_differ,
             "sentences": self.sentences(),
         }
 
@@ -112,4 +125,10 @@ def _pair(base: RunData, other: RunData) -> Paired | None:
         .reset_index()
     )
     behind = {int(t): (int((g.difference < 0).sum()), len(g)) for t, g in both.groupby("trial")}
-    return Paired(base.label, other.label, levels, behind)
+    differ = [t for t in behind if _engines(base, t) != _engines(other, t)]
+    return Paired(base.label, other.label, levels, behind, differ)
+
+
+def _engines(run: RunData, trial: int) -> set[str]:
+    """The signatures of the engines that trained `trial` of `run`."""
+    return {label for label, trials in run.engine_trials.items() if trial in trials}
