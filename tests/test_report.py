@@ -379,8 +379,9 @@ def test_a_second_run_is_set_beside_the_first_trial_by_trial(tmp_path):
     from lth.report.paired import pair
 
     runs = [read_run(reset), read_run(go_on)]
-    runs[0].engine_trials = {"torch 2.13.0+cpu on cpu (AMD EPYC), one model": [0, 1]}
-    runs[1].engine_trials = {"torch 2.13.0+cpu on cpu (AMD EPYC), one model": [0], "Xeon": [1]}
+    amd = "torch 2.13.0+cpu on cpu (AMD EPYC), one model"
+    runs[0].trial_engines = {0: [amd], 1: [amd]}
+    runs[1].trial_engines = {0: [amd], 1: ["torch 2.13.0+cpu on cpu (Intel(R) Xeon(R) Processor), one model"]}
     (apart,) = pair(runs)
     assert apart.engines_differ == [1]
     assert "Trial 1 trained on different engines in the two runs" in " ".join(apart.sentences())

@@ -49,17 +49,20 @@ class RunData:
     label: str = ""  # how figures and tables name this run (see `compare.label_runs`)
     missing: list[Missing] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # files a figure wanted but could not read
-    # What trained the stored results (`lth.environment.signature`) → how many, and in which
-    # trials; the trials whose levels mix engines: their numbers are not those of one engine's
-    # unbroken run.
+    # What trained the stored results (`lth.environment.signature`) → how many; and each trial →
+    # the engines that trained it.
     engines: dict[str, int] = field(default_factory=dict)
-    engine_trials: dict[str, list[int]] = field(default_factory=dict)
-    mixed_trials: dict[int, list[str]] = field(default_factory=dict)
+    trial_engines: dict[int, list[str]] = field(default_factory=dict)
     record: dict[str, Any] | None = None  # record.json where this is a record, not a run directory
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def mixed_trials(self) -> dict[int, list[str]]:
+        """The trials whose levels mix engines: their numbers are not one engine's unbroken run's."""
+        return {t: labels for t, labels in self.trial_engines.items() if len(labels) > 1}
 
     @property
     def complete(self) -> bool:
@@ -230,7 +233,7 @@ def fill_percent_remaining_all(run: RunData) -> None:
 
 
 def read_engines(run: RunData) -> None:
-    """Which engines trained the run's stored results, and which trials mix them."""
+    """Which engines trained the run's stored results, and which trained each trial."""
     by_trial: dict[int, set[str]] = {}
     engines: dict[str, int] = {}
     for trial, variant, level in run.summary[["trial", "variant", "level"]].itertuples(index=False):
@@ -241,10 +244,7 @@ def read_engines(run: RunData) -> None:
         engines[label] = engines.get(label, 0) + 1
         by_trial.setdefault(int(trial), set()).add(label)
     run.engines = dict(sorted(engines.items(), key=lambda item: -item[1]))
-    run.engine_trials = {
-        label: [t for t, labels in sorted(by_trial.items()) if label in labels] for label in run.engines
-    }
-    run.mixed_trials = {t: sorted(labels) for t, labels in sorted(by_trial.items()) if len(labels) > 1}
+    run.trial_engines = {t: sorted(labels) for t, labels in sorted(by_trial.items())}
 
 
 def engine_lines(run: RunData) -> list[str]:
@@ -252,7 +252,7 @@ def engine_lines(run: RunData) -> list[str]:
     mixes them, as the report prints them."""
 
     def trials(label: str) -> str:
-        held = run.engine_trials.get(label, [])
+        held = [t for t, labels in run.trial_engines.items() if label in labels]
         return f"; trial{'s' * (len(held) != 1)} {', '.join(map(str, held))}" if len(run.engines) > 1 else ""
 
     lines = [

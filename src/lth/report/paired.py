@@ -125,10 +125,5 @@ def _pair(base: RunData, other: RunData) -> Paired | None:
         .reset_index()
     )
     behind = {int(t): (int((g.difference < 0).sum()), len(g)) for t, g in both.groupby("trial")}
-    differ = [t for t in behind if _engines(base, t) != _engines(other, t)]
+    differ = [t for t in behind if base.trial_engines.get(t) != other.trial_engines.get(t)]
     return Paired(base.label, other.label, levels, behind, differ)
-
-
-def _engines(run: RunData, trial: int) -> set[str]:
-    """The signatures of the engines that trained `trial` of `run`."""
-    return {label for label, trials in run.engine_trials.items() if trial in trials}
