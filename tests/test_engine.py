@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lth.config import TrainingConfig
-from lth.environment import cpu_model, require_torch, signature
+from lth.environment import cpu_model, require_torch, signature, trial_signatures
 from lth.lottery import Experiment, Runtime
 from lth.models import build, initialize
 from lth.store import RunStore
@@ -102,6 +102,17 @@ def test_the_cpu_model_tells_engines_apart_and_the_commit_does_not():
         == signature(gpu | {"cpu": "Intel(R) Xeon(R) Processor"})
         == "torch 2.13.0+cpu on NVIDIA H200, one model"
     )
+    # Per trial, in trial order: trial 3 mixes the two CPUs, trial 1 does not, whatever the commit.
+    pairs = [
+        (3, amd),
+        (1, amd),
+        (3, amd | {"cpu": "Intel(R) Xeon(R) Processor"}),
+        (1, amd | {"lth_commit": "b" * 40}),
+    ]
+    assert trial_signatures(pairs) == {
+        1: [signature(amd)],
+        3: sorted({signature(amd), signature(pairs[2][1])}),
+    }
 
 
 @pytest.mark.parametrize("version", ["2.3.1", "1.13.0+cpu", "2.0.0a0+git123"])

@@ -28,6 +28,7 @@ os.environ.setdefault("MKL_CBWR", REPRODUCIBLE_SUMS)
 import functools  # noqa: E402  (after the environment variable, on purpose)
 import platform  # noqa: E402
 import subprocess  # noqa: E402
+from collections.abc import Iterable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -124,3 +125,13 @@ def signature(engine: dict[str, Any] | None) -> str:
     else:
         trainer = f"{engine['trainer']} engine, groups up to {engine['max_replicas']}"
     return f"torch {engine['torch']} on {device}, {trainer}{sums}"
+
+
+def trial_signatures(trainings: Iterable[tuple[int, dict[str, Any] | None]]) -> dict[int, list[str]]:
+    """Each trial's engine signatures, sorted, from (trial, a result's engine) pairs, in trial
+    order. A trial with more than one mixes engines: its later levels are not what one engine's
+    unbroken run gives to the last digit."""
+    by_trial: dict[int, set[str]] = {}
+    for trial, engine in trainings:
+        by_trial.setdefault(trial, set()).add(signature(engine))
+    return {trial: sorted(labels) for trial, labels in sorted(by_trial.items())}

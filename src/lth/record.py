@@ -27,7 +27,7 @@ from lth._version import __version__
 from lth.compose import model_options
 from lth.config import Config
 from lth.data.registry import get as data_source
-from lth.environment import commit, signature
+from lth.environment import commit, signature, trial_signatures
 from lth.errors import LthError, StoreError
 from lth.lottery import write_summary
 from lth.lottery.schedules import SCHEDULES
@@ -189,7 +189,7 @@ def environment(path: Path, config: Config, trials: list[int]) -> dict[str, Any]
     """environment.json: each engine that trained the record (from its result.json files) and
     what it trained, which trials mix engines that change numbers, and the wall times."""
     keys: dict[str, int] = {}
-    trainings, by_trial, walls = [], {}, {}
+    trainings, engines_of, walls = [], [], {}
     for trial, variant, level, result in _results(path, config, trials):
         engine = result.get("engine")
         index = keys.setdefault(json.dumps(engine, sort_keys=True), len(keys))
@@ -204,7 +204,7 @@ def environment(path: Path, config: Config, trials: list[int]) -> dict[str, Any]
                 "engine": index,
             }
         )
-        by_trial.setdefault(trial, set()).add(signature(engine))
+        engines_of.append((trial, engine))
         walls[trial] = walls.get(trial, 0.0) + (wall or 0.0)
     engines = []
     for key, index in keys.items():
@@ -218,7 +218,7 @@ def environment(path: Path, config: Config, trials: list[int]) -> dict[str, Any]
                 "trials": sorted({t["trial"] for t in used}),
             }
         )
-    mixed = {str(t): sorted(s) for t, s in by_trial.items() if len(s) > 1}
+    mixed = {str(t): s for t, s in trial_signatures(engines_of).items() if len(s) > 1}
     return {
         "trials": trials,
         "engines": engines,

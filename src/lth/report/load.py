@@ -21,7 +21,7 @@ import pandas as pd
 
 from lth import layout
 from lth.config import Config
-from lth.environment import signature
+from lth.environment import signature, trial_signatures
 from lth.errors import StoreError
 from lth.lottery import variants
 from lth.lottery.variants import TICKET
@@ -234,17 +234,18 @@ def fill_percent_remaining_all(run: RunData) -> None:
 
 def read_engines(run: RunData) -> None:
     """Which engines trained the run's stored results, and which trained each trial."""
-    by_trial: dict[int, set[str]] = {}
+    engines_of = []
     engines: dict[str, int] = {}
     for trial, variant, level in run.summary[["trial", "variant", "level"]].itertuples(index=False):
         if level == 0 and variant != TICKET:
             continue  # the dense level is one result, listed under every variant
         result = run._result(int(trial), variant, int(level))
-        label = signature((result or {}).get("engine"))
+        engine = (result or {}).get("engine")
+        label = signature(engine)
         engines[label] = engines.get(label, 0) + 1
-        by_trial.setdefault(int(trial), set()).add(label)
+        engines_of.append((int(trial), engine))
     run.engines = dict(sorted(engines.items(), key=lambda item: -item[1]))
-    run.trial_engines = {t: sorted(labels) for t, labels in sorted(by_trial.items())}
+    run.trial_engines = trial_signatures(engines_of)
 
 
 def engine_lines(run: RunData) -> list[str]:
