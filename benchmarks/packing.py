@@ -27,7 +27,7 @@ from lth import layout
 from lth.layout import TICKET
 from lth.store import RunStore
 from lth.sweep import load_sweep
-from lth.sweep.run import SweepResult, _drive
+from lth.sweep.run import SweepResult, drive
 from lth.sweep.worker import Outcome
 
 
@@ -72,7 +72,7 @@ def makespan(preset: str, trials: int, workers: int, jitter: float, seed: int) -
         for run in sweep.runs:
             RunStore(sweep.out, run.config)
         pool, result = VirtualPool(workers, jitter, seed), SweepResult()
-        _drive(sweep, pool, lambda piece: piece, 0, False, lambda line: None, result, True)
+        drive(sweep, pool, lambda piece: piece, 0, False, lambda line: None, result, True)
         if not result.ok:
             raise SystemExit(f"the sweep failed: {result.failed}")
         chains: dict[tuple, float] = {}  # per trial: the dense network, then the ticket at each level

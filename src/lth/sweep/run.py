@@ -131,7 +131,7 @@ def run_sweep(
                 engine=engine,
             )
 
-        _drive(sweep, pool, task, retries, progress_bar, say, result, apart)
+        drive(sweep, pool, task, retries, progress_bar, say, result, apart)
     finally:
         pool.close()
     rewrite_summaries(sweep)
@@ -184,7 +184,7 @@ def _open_stores(sweep: Sweep) -> None:
         RunStore(sweep.out, run.config)
 
 
-def _drive(
+def drive(
     sweep: Sweep,
     pool: Any,
     task: Callable[[Piece], Task],
@@ -194,6 +194,9 @@ def _drive(
     result: SweepResult,
     apart: bool,
 ) -> None:
+    """The sweep's loop: hand `pool` (a backend: `capacity`, `submit`, `wait`) each piece as it
+    becomes ready, as `task(piece)`; retry a piece whose worker died up to `retries` times; fill
+    `result`. Any pool will do: benchmarks/packing.py drives it on a virtual clock."""
     units = sweep.units  # a unit is known by its index here, a piece by its index in `todo`
     states = [progress.unit_state(unit) for unit in units]
     levels = [state.levels_done for state in states]
