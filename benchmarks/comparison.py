@@ -61,6 +61,7 @@ def lth_case(
     eval_every: int,
     like_for_like: bool = True,
     on_progress: Callable[[int], None] | None = None,
+    engine: str = "auto",
 ) -> Case:
     def run(model: nn.Module) -> TrainResult:
         return lth_side.run(
@@ -74,6 +75,7 @@ def lth_case(
             seed=SEED,
             like_for_like=like_for_like,
             on_progress=on_progress,
+            engine=engine,
         )
 
     return Case(run=run, setup=workload.fresh_model)

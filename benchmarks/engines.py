@@ -16,8 +16,7 @@ from collections.abc import Callable
 import bare as products
 import workloads
 from core import Context, GroupResult, Row, seconds_text, spread_text
-from lth.config import PruningConfig, TrainingConfig
-from lth.pruning import PruningPlan
+from lth.config import TrainingConfig
 from lth.training.autograd import OneModel
 from lth.training.fused import FusedMLP
 from timing import Case, interleaved, ratios
@@ -41,10 +40,8 @@ def run(ctx: Context) -> GroupResult:
     steps, repeats = (100, 3) if ctx.quick else (300, 5)
     sizes = products.layer_sizes(model)
     rows, data = [], {"steps_per_turn": steps, "repeats": repeats, "levels": {}}
-    plan = PruningPlan.for_model(model, PruningConfig(rates={"fc": 0.2, "output": 0.1}))
-    weights = dict(model.named_parameters())
     for rounds in ROUNDS:
-        mask = plan.prune(plan.dense_mask(model), weights, rounds=rounds)
+        mask = workload.masked_at(rounds).mask
         pm = 100 * mask.fraction_remaining()
         ctx.log(f"engines: Pm {pm:.1f}%")
 

@@ -16,8 +16,7 @@ import dataclasses
 
 import workloads
 from core import Context, GroupResult, Row, seconds_text, spread_text
-from lth.config import PruningConfig, load_preset
-from lth.pruning import PruningPlan
+from lth.config import load_preset
 from lth.training import train
 from lth.training.engines import engine_for
 from timing import Case, interleaved, ratios
@@ -33,11 +32,9 @@ def run(ctx: Context) -> GroupResult:
     if ctx.quick:
         config = dataclasses.replace(config, steps="5000it")
     levels, repeats = (LEVELS[1::2], 2) if ctx.quick else (LEVELS, 2)
-    plan = PruningPlan.for_model(model, PruningConfig(rates={"fc": 0.2, "output": 0.1}))
-    weights = dict(model.named_parameters())
     rows, data = [], {"steps": config.steps, "repeats": repeats, "levels": {}}
     for level in levels:
-        mask = plan.prune(plan.dense_mask(model), weights, rounds=level)
+        mask = workload.masked_at(level).mask
         pm = 100 * mask.fraction_remaining()
         assert engine_for("sparse", model, mask) == "sparse", f"level {level} would not run sparse"
         ctx.log(f"levels: level {level}, Pm {pm:.1f}%")

@@ -42,6 +42,7 @@ def run(
     seed: int,
     like_for_like: bool = True,
     on_progress: Callable[[int], None] | None = None,
+    engine: str = "auto",
 ) -> TrainResult:
     cfg = config(steps, eval_every, batch_size, lr, like_for_like=like_for_like)
-    return train(model, splits, cfg, seed=seed, mask=mask, on_progress=on_progress)
+    return train(model, splits, cfg, seed=seed, mask=mask, on_progress=on_progress, engine=engine)

@@ -29,6 +29,7 @@ import environment
 import lenet_mnist
 import levels
 import replicas
+import sparse_end_to_end
 import sums
 import tickets
 from core import Context, GroupResult
@@ -44,6 +45,7 @@ BENCHMARKS: dict[str, Callable[[Context], GroupResult]] = {
     "sums": sums.run,
     "engines": engines.run,
     "levels": levels.run,
+    "sparse-e2e": sparse_end_to_end.run,
     "tickets": tickets.run,
 }
 

@@ -6,7 +6,7 @@ the plain loop and `lth` start every repeat from the same weights and prune the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -34,6 +34,8 @@ class Workload:
     real_sizes: dict[str, int]  # the paper's train/val/test sizes, when `splits` are smaller
     description: str
     theta0: dict[str, torch.Tensor] = field(repr=False)
+    rates: dict[str, float]  # the paper's per-layer pruning rates, which `mask` applies
+    mask_rounds: int  # the mask is `rounds` of pruning at `rates` (by |θ0|)
     mask: Mask = field(repr=False)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # of splits and models
 
@@ -42,6 +44,11 @@ class Workload:
         model = build(self.model_name, self.splits.input_shape, self.splits.num_classes)
         model.load_state_dict(self.theta0)
         return model.to(self.device)
+
+    def masked_at(self, rounds: int) -> Workload:
+        """This workload with the mask of IMP level `rounds` at its rates instead."""
+        mask = magnitude_mask(self.fresh_model(), self.rates, rounds)
+        return replace(self, mask=mask, mask_rounds=rounds)
 
     def fresh_masked(self) -> nn.Module:
         """A new model holding m ⊙ θ0, for timing pieces of lth's step directly."""
@@ -55,7 +62,7 @@ class Workload:
             "paper_sizes": self.real_sizes,
             "batch_size": self.batch_size,
             "optimizer": f"Adam lr={self.lr}",
-            "mask_rounds": MASK_ROUNDS,
+            "mask_rounds": self.mask_rounds,
             "mask_fraction_remaining": self.mask.fraction_remaining(),
             "mask_layer_fractions": self.mask.layer_fractions(),
             "description": self.description,
@@ -72,16 +79,31 @@ def _with_mask(
     **fields: Any,
 ) -> Workload:
     model = initialize(build(model_name, splits.input_shape, splits.num_classes), seed)
-    plan = PruningPlan.for_model(model, PruningConfig(rates=rates))
-    weights = dict(model.named_parameters())
-    # Magnitude of θ0 rather than of trained weights: the mask's pattern does not change the
-    # (dense) work, and this keeps the benchmark free of a training run to build it.
-    mask = plan.prune(plan.dense_mask(model), weights, rounds=MASK_ROUNDS)
+    mask = magnitude_mask(model, rates, MASK_ROUNDS)
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
     on_device = splits_to(splits, device)
     return Workload(
-        name=name, model_name=model_name, splits=on_device, theta0=theta0, mask=mask, device=device, **fields
+        name=name,
+        model_name=model_name,
+        splits=on_device,
+        theta0=theta0,
+        rates=rates,
+        mask_rounds=MASK_ROUNDS,
+        mask=mask,
+        device=device,
+        **fields,
     )
+
+
+def magnitude_mask(model: nn.Module, rates: dict[str, float], rounds: int) -> Mask:
+    """The mask of `rounds` rounds of pruning at `rates`, by the magnitude of `model`'s weights.
+
+    Magnitude of θ0 rather than of trained weights: the mask's pattern does not change the
+    (dense) work, and this keeps the benchmark free of a training run to build it. Each layer's
+    fraction left is the paper's at that level, which is what sparse kernels' speed depends on.
+    """
+    plan = PruningPlan.for_model(model, PruningConfig(rates=rates))
+    return plan.prune(plan.dense_mask(model), dict(model.named_parameters()), rounds=rounds)
 
 
 def lenet_mnist(seed: int = 0, device: torch.device | str = "cpu") -> Workload:
