@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--quick", action="store_true", help="shorter runs: about 2 minutes on 2 quiet cores (full: 5-6)"
+        "--quick", action="store_true", help="shorter runs: fewer steps and repeats in every group"
     )
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"the JSON results (default {DEFAULT_OUT})"
