@@ -338,3 +338,39 @@ def test_records_of_the_other_strategy_and_schedule_are_consistent(tmp_path, ove
     if "continue" in overrides[0]:  # its internal path is recorded too
         assert (layout.level_dir(tmp_path / "record", 0, "path", 1) / layout.RESULT).exists()
     assert check_record(tmp_path / "record") == []
+
+
+def test_a_record_of_an_instability_run_keeps_its_measurements_and_reports_them(tmp_path):
+    """A run that measures instability records each measured level's instability.json and
+    rebuilds instability.csv, byte for byte the run's; the report reads them from the record as
+    from the run; the check finds an edited cell and a missing measurement; and a trial whose
+    measurements are not all made is not finished, so not recorded."""
+    config = tiny_config("lottery.levels=2", "training.steps='20it'", "lottery.instability=[0, 2]")
+    run = _run(tmp_path / "runs", config, [0])
+    out = tmp_path / "record"
+    write_record(run, out)
+    measured = sorted(p.relative_to(run) for p in run.rglob(layout.INSTABILITY))
+    assert len(measured) == 1 + 3  # the dense level; the ticket and both controls at level 2
+    assert sorted(p.relative_to(out) for p in out.rglob(layout.INSTABILITY)) == measured
+    assert (out / layout.INSTABILITY_CSV).read_bytes() == (run / layout.INSTABILITY_CSV).read_bytes()
+    assert check_record(out) == []
+    assert "`instability.json`" in (out / layout.RECORD_README).read_text()
+    from_run, from_record = (build_report([p], tmp_path / f"report-{p.name}") for p in (run, out))
+    assert from_record.runs[0].stability.levels.equals(from_run.runs[0].stability.levels)
+
+    edited = tmp_path / "edited"
+    shutil.copytree(out, edited)
+    table = pd.read_csv(edited / layout.INSTABILITY_CSV)
+    table.loc[1, "instability"] = 0.5
+    table.to_csv(edited / layout.INSTABILITY_CSV, index=False)
+    (edited / measured[-1]).unlink()
+    problems = check_record(edited)
+    assert problems == [f"{measured[-1].as_posix()} is missing"]  # files first: the rest reads them
+    shutil.copy(out / measured[-1], edited / measured[-1])
+    assert check_record(edited) == [
+        f"{layout.INSTABILITY_CSV} line 3: instability is '0.5', its instability.json says "
+        f"{float(pd.read_csv(out / layout.INSTABILITY_CSV).instability[1])!r}"
+    ]
+
+    (run / measured[-1]).unlink()  # as if the run stopped before measuring it
+    assert finished_trials(run, config) == []

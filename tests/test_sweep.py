@@ -234,6 +234,37 @@ def test_a_unit_is_cut_into_one_piece_per_training_or_per_level_and_only_what_is
     assert ready(first) and not ready(second)
 
 
+def test_a_training_stored_but_not_yet_measured_is_not_done_and_a_rerun_measures_it(
+    tmp_path, mnist_root, monkeypatch
+):
+    """A worker that dies after a training's result.json and before its instability.json leaves a
+    unit that is not done: its piece is handed out again, which trains nothing and measures it."""
+    from lth import layout
+    from lth.sweep import local
+    from lth.sweep.pieces import pieces
+
+    monkeypatch.setattr(local, "LocalBackend", InProcess)
+    monkeypatch.setenv("LTH_DATA_DIR", str(mnist_root))
+    fixed = {**TINY, "lottery.instability": [0, 1]}
+    sweep = load_sweep(write_sweep(tmp_path / "sweep.toml", fixed=fixed, trials=1), out=tmp_path / "runs")
+    assert run_sweep(sweep, workers=1, progress_bar=False, echo=lambda line: None).ok
+    [unit] = sweep.units
+    level_1 = layout.level_dir(unit.run.path, 0, "imp", 1)
+    result, measured = (level_1 / layout.RESULT).read_bytes(), (level_1 / layout.INSTABILITY).read_text()
+    assert sweep_states(sweep)[0].done and pieces(unit, apart=True) == []
+
+    (level_1 / layout.INSTABILITY).unlink()
+    assert not sweep_states(sweep)[0].done
+    assert [(p.level, p.variants) for p in pieces(unit, apart=True)] == [(1, ("imp",))]
+    InProcess.rounds = []
+    assert run_sweep(sweep, workers=1, progress_bar=False, echo=lambda line: None).ok
+    assert InProcess.rounds == [[(0, 1, ("imp",))]]
+    assert (level_1 / layout.RESULT).read_bytes() == result  # not trained again
+    again = json.loads((level_1 / layout.INSTABILITY).read_text())
+    assert again.pop("wall_time_s") > 0 and sweep_states(sweep)[0].done
+    assert again == {k: v for k, v in json.loads(measured).items() if k != "wall_time_s"}  # same numbers
+
+
 class InProcess:
     """A local backend that runs the pieces handed to it in this process when the driver waits,
     and records which were handed out side by side."""

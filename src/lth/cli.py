@@ -127,7 +127,8 @@ def _parser() -> argparse.ArgumentParser:
         "record",
         help="copy a run's finished trials, without weights, into a record to commit; or check one",
         description="Copy what a run's figures and findings need (config, summary, each level's "
-        "result.json and history.csv; no weights) into a record that `lth report` reads like a run, "
+        "result.json and history.csv, instability.json where measured; no weights) into a record "
+        "that `lth report` reads like a run, "
         "with environment.json and a README on recomputing any one trial. Running it again adds "
         "the trials finished since.",
     )

@@ -10,7 +10,8 @@ Layout (one directory per config hash, named by `store.run_name`):
                                  its members and their states (see `lottery.replicas`)
     failed-trial_T.json          a sweep unit's last failure, until the unit runs again
 A *record* (`lth record`, `lth/record.py`) is the same layout without any tensor or checkpoint:
-config.toml, summary.csv and each level's history.csv and result.json for the trials it holds,
+config.toml, summary.csv and each level's history.csv and result.json for the trials it holds
+(with instability.csv and each measured level's instability.json, where instability is measured),
 plus record.json (which trials, from which run), environment.json (the engines and wall times
 gathered from the result.json files) and a generated README.md.
 `TICKET/level_00` is the dense network, shared by all variants; `path/level_LL` holds the

@@ -5,8 +5,9 @@ A record is the run directory's layout (`lth.layout`) without any tensor or chec
 trials it holds, plus record.json, environment.json and a generated README.md. `write_record`
 copies a run's finished trials into one, adding to a record of the same config that exists;
 `lth report` reads a record as it reads a run; `check_record` re-derives what the files allow:
-every summary row from its result.json, the training budget, and Pm from the pruning rule's
-exact counts (docs/design.md, "Contracts" and "Criteria and scopes").
+every summary row from its result.json (and instability row from its instability.json), the
+training budget, and Pm from the pruning rule's exact counts (docs/design.md, "Contracts" and
+"Criteria and scopes").
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ import torch
 
 from lth import layout
 from lth._version import __version__
+from lth.analysis.measure import instability_rows, write_instability
 from lth.compose import model_options
 from lth.config import Config
 from lth.data.registry import get as data_source
 from lth.environment import commit, signature, trial_signatures
 from lth.errors import LthError, StoreError
-from lth.lottery import write_summary
+from lth.lottery import variants, write_summary
 from lth.lottery.schedules import SCHEDULES
 from lth.models import build
 from lth.pruning import Mask, PruningPlan
@@ -65,13 +67,23 @@ def planned_trainings(config: Config) -> list[tuple[str, int]]:
     return [training for level in trainings_by_level(config) for training in level]
 
 
+def planned_files(config: Config) -> list[tuple[str, int, str]]:
+    """Every (variant, level, file name) a record copies of a trial: each planned training's
+    LEVEL_FILES, and instability.json where the config measures that training's instability."""
+    files = [(v, lv, name) for v, lv in planned_trainings(config) for name in LEVEL_FILES]
+    lot = config.lottery
+    measured = [(v.name, lv) for lv in range(lot.levels + 1) for v in variants.measured_at(config, lv)]
+    return files + [(v, lv, layout.INSTABILITY) for v, lv in measured]
+
+
 def finished_trials(run: Path, config: Config) -> list[int]:
-    """The trials of `run` whose every planned (variant, level) has its result.json."""
-    needed = planned_trainings(config)
+    """The trials of `run` whose every planned (variant, level) has its result.json, and its
+    instability.json where the config measures one (each is written last: the work is done)."""
+    needed = planned_files(config)
     return [
         trial
         for trial in range(config.lottery.trials)
-        if all((layout.level_dir(run, trial, v, lv) / layout.RESULT).exists() for v, lv in needed)
+        if all((layout.level_dir(run, trial, v, lv) / name).exists() for v, lv, name in needed)
     ]
 
 
@@ -115,6 +127,7 @@ def write_record(run_dir: str | Path, out: str | Path, trials: Sequence[int] | N
         _copy_trial(run, out, config, trial)
     recorded = sorted(set(held) | set(chosen))
     write_summary(config, RunStore.at(out, config))
+    write_instability(config, RunStore.at(out, config))
     env = environment(out, config, recorded)
     _write_json(out / layout.ENVIRONMENT, env)
     write_atomic(
@@ -149,12 +162,11 @@ def _held_trials(out: Path, run: Path, config: Config) -> list[int]:
 
 
 def _copy_trial(run: Path, out: Path, config: Config, trial: int) -> None:
-    for variant, level in planned_trainings(config):
-        for name in LEVEL_FILES:
-            data = (layout.level_dir(run, trial, variant, level) / name).read_bytes()
-            target = layout.level_dir(out, trial, variant, level) / name
-            if not target.exists() or target.read_bytes() != data:
-                write_atomic(target, data)
+    for variant, level, name in planned_files(config):
+        data = (layout.level_dir(run, trial, variant, level) / name).read_bytes()
+        target = layout.level_dir(out, trial, variant, level) / name
+        if not target.exists() or target.read_bytes() != data:
+            write_atomic(target, data)
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
@@ -241,13 +253,19 @@ def readme(out: Path, config: Config, trials: list[int], wall_time_s: float) -> 
     )
     held = f"trial{'s' * (len(trials) != 1)} {', '.join(map(str, trials))}"
     hours = wall_time_s / 3600
+    measured = (
+        ", and `instability.json` (the error path between two copies) where the config measures"
+        " instability, gathered in `instability.csv`"
+        if lot.instability
+        else ""
+    )
     return f"""# Record: {config.model.name} on {config.data.dataset} (config {config.hash()})
 
 Written by `lth record`. It holds {held} of the config's {lot.trials}: {lot.levels} levels,
 variants {", ".join(lot.variants)}, strategy `{lot.strategy}`, schedule `{lot.schedule}`,
 {config.training.steps} per level; {hours:.2f} hours of training in all. No weights: each level's
 `result.json` (its numbers, the surviving weights per layer, the engine and wall time) and
-`history.csv` (accuracy during training), in the run directory's layout; `summary.csv` lists
+`history.csv` (accuracy during training){measured}, in the run directory's layout; `summary.csv` lists
 every (trial, variant, level); `environment.json` gathers the engines and wall times;
 `record.json` names the trials held. From the folder `lth record` ran in (the repository's root
 for docs/reproductions/):
@@ -292,6 +310,7 @@ def check_record(path: str | Path) -> list[str]:
         return problems  # the checks below read these files
     results = _results(path, config, trials)
     problems += _summary_problems(path, config, trials, results)
+    problems += _instability_problems(path, config, trials)
     for trial, variant, level, result in results:
         where = f"{layout.unit_id(trial, variant, level)}/{layout.RESULT}"
         problems += [f"{where}: {p}" for p in _result_problems(path, config, trial, variant, level, result)]
@@ -303,8 +322,7 @@ def _missing_files(path: Path, config: Config, trials: list[int]) -> list[str]:
     return [
         f"{layout.unit_id(t, v, lv)}/{name} is missing"
         for t in trials
-        for v, lv in planned_trainings(config)
-        for name in LEVEL_FILES
+        for v, lv, name in planned_files(config)
         if not (layout.level_dir(path, t, v, lv) / name).exists()
     ]
 
@@ -338,6 +356,36 @@ def _summary_problems(
                     f"its result.json says {result.get(column)!r}"
                 )
     problems += [f"{layout.SUMMARY} has no row for {key}" for key in sorted(expected - seen)]
+    return problems
+
+
+def _instability_problems(path: Path, config: Config, trials: list[int]) -> list[str]:
+    """instability.csv against the measurements (instability.json): the rows `write_instability`
+    makes of them, for the held trials, equal cell by cell; no file where nothing is measured."""
+    expected = {
+        (int(r["trial"]), r["variant"], int(r["level"])): r
+        for r in instability_rows(config, RunStore.at(path, config))
+        if int(r["trial"]) in trials
+    }
+    csv_path = path / layout.INSTABILITY_CSV
+    if not csv_path.exists():
+        return [f"{layout.INSTABILITY_CSV} is missing"] if expected else []
+    with csv_path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    problems, seen = [], set()
+    for line, row in enumerate(rows, start=2):
+        key = (int(row["trial"]), row["variant"], int(row["level"]))
+        seen.add(key)
+        if key not in expected:
+            problems.append(f"{layout.INSTABILITY_CSV} line {line}: {key} is not a measurement this holds")
+            continue
+        problems += [
+            f"{layout.INSTABILITY_CSV} line {line}: {column} is {row.get(column)!r}, "
+            f"its instability.json says {expected[key][column]!r}"
+            for column in layout.INSTABILITY_COLUMNS
+            if column != "variant" and not _same(row.get(column), expected[key][column])
+        ]
+    problems += [f"{layout.INSTABILITY_CSV} has no row for {key}" for key in sorted(expected.keys() - seen)]
     return problems
 
 

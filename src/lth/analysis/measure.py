@@ -307,9 +307,9 @@ def row(record: dict[str, Any], variant: str | None = None) -> dict[str, Any]:
     return {c: record[c] for c in layout.INSTABILITY_COLUMNS} | ({"variant": variant} if variant else {})
 
 
-def write_instability(config: Config, store: RunStore) -> list[dict[str, Any]]:
-    """instability.csv from the stored measurements of the run's levels, ordered as summary.csv
-    (the dense level listed under every variant, as there); a run with none writes no file."""
+def instability_rows(config: Config, store: RunStore) -> list[dict[str, Any]]:
+    """instability.csv's rows: the stored measurements of the run's levels, ordered as
+    summary.csv (the dense level listed under every variant, as there)."""
     rows = []
     lot = config.lottery
     for trial in range(lot.trials):
@@ -318,6 +318,12 @@ def write_instability(config: Config, store: RunStore) -> list[dict[str, Any]]:
                 record = stored(store.level(trial, variant, level).path)
                 if record is not None:
                     rows.append(row(record, variant))
+    return rows
+
+
+def write_instability(config: Config, store: RunStore) -> list[dict[str, Any]]:
+    """instability.csv from `instability_rows`; a run with none writes no file."""
+    rows = instability_rows(config, store)
     if rows:
         write_csv(store.path / layout.INSTABILITY_CSV, rows, layout.INSTABILITY_COLUMNS)
     return rows

@@ -561,15 +561,10 @@ class Experiment:
     # --- instability (docs/design.md, "Instability") ---------------------------------------------
 
     def _measured(self, level: int) -> list[tuple[str, int]]:
-        """The (variant, start iteration) of each training whose instability `level` measures:
-        at the levels `lottery.instability` names, the dense network or the ticket and its
-        controls; never an internal training (the continued path)."""
-        if level not in self.config.lottery.instability:
-            return []
-        if level == 0:
-            return [(variants.TICKET, 0)]
-        trained = variants.trained_at(self.config, level)
-        return [(v.name, self.rewind if v.from_rewind else 0) for v in trained if not v.internal]
+        """The (variant, start iteration) of each training whose instability `level` measures
+        (`variants.measured_at`)."""
+        measured = variants.measured_at(self.config, level)
+        return [(v.name, self.rewind if v.from_rewind and level else 0) for v in measured]
 
     def _measure_instability(self, units: list[Unit]) -> None:
         """Once a level's units are trained, measure the instability of those `_measured` names:

@@ -181,6 +181,17 @@ def stored_at(config: Config, level: int) -> list[str]:
     return [TICKET] if level == 0 else [v.name for v in trained_at(config, level)]
 
 
+def measured_at(config: Config, level: int) -> list[Variant]:
+    """The trainings of `level` whose instability is measured (docs/design.md, "Instability"):
+    at the levels `lottery.instability` names, the dense network (level 0, as the ticket) or the
+    ticket and its controls; never an internal training (Strategy 2's path)."""
+    if level not in config.lottery.instability:
+        return []
+    if level == 0:
+        return [_TABLE[TICKET]]
+    return [v for v in trained_at(config, level) if not v.internal]
+
+
 def read_by_next(config: Config, level: int) -> list[str]:
     """The trainings of `level` that the level after it reads, so waits for: those that declare
     `next_mask` (the ticket, Strategy 2's path), whose trained weights give the next mask and

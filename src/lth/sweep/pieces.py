@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lth.lottery import variants
-from lth.sweep.progress import stored, trainings_by_level
+from lth.sweep.progress import stored, training_done, trainings_by_level
 from lth.sweep.spec import Unit
 
 
@@ -34,10 +34,11 @@ class Piece:
 
 
 def pieces(unit: Unit, *, apart: bool) -> list[Piece]:
-    """The pieces of `unit` whose trainings are not all stored, in level order."""
+    """The pieces of `unit` whose trainings are not all stored (and measured, where instability
+    is: `progress.training_done`), in level order."""
     left = []
     for level, needed in enumerate(trainings_by_level(unit.run.config)):
-        missing = tuple(v for v, lv in needed if not stored(unit, v, lv))
+        missing = tuple(v for v, lv in needed if not training_done(unit, v, lv))
         if apart:
             left += [Piece(unit, level, (v,)) for v in missing]
         elif missing:

@@ -1,7 +1,8 @@
 """What a sweep has done, read from the store: levels finished per unit, failures, time left.
 
 The store is the only record: a unit's level is finished when every training it needs
-(`imp`, the controls, and for strategy `continue` the path) has its result.json. A failed
+(`imp`, the controls, and for strategy `continue` the path) has its result.json, and its
+instability.json where the config measures that training's instability. A failed
 unit also leaves `failed-trial_T.json` in its run directory, removed when the unit runs again.
 """
 
@@ -59,6 +60,17 @@ def stored(unit: Unit, variant: str, level: int) -> bool:
     return _result(unit.run.path, unit.trial, variant, level).exists()
 
 
+def training_done(unit: Unit, variant: str, level: int) -> bool:
+    """Whether `unit`'s training (variant, level) is stored and, where the config measures its
+    instability (`variants.measured_at`), measured. A piece whose worker died between the two is
+    run again: its training is skipped, its measurement made."""
+    if not stored(unit, variant, level):
+        return False
+    if variant not in {v.name for v in variants.measured_at(unit.run.config, level)}:
+        return True
+    return (layout.level_dir(unit.run.path, unit.trial, variant, level) / layout.INSTABILITY).exists()
+
+
 def _result(path: Path, trial: int, variant: str, level: int) -> Path:
     # `layout`, not `RunStore.level`: opening the store would write the run directory.
     return layout.level_dir(path, trial, variant, level) / layout.RESULT
@@ -70,7 +82,7 @@ def unit_state(unit: Unit, *, timings: bool = False) -> UnitState:
     wall = 0.0
     complete = True
     for needed in trainings_by_level(unit.run.config):
-        finished = [_result(path, trial, v, lv) for v, lv in needed if stored(unit, v, lv)]
+        finished = [_result(path, trial, v, lv) for v, lv in needed if training_done(unit, v, lv)]
         trainings += len(needed)
         trainings_done += len(finished)
         complete = complete and len(finished) == len(needed)
