@@ -336,27 +336,12 @@ def _summary_problems(
 ) -> list[str]:
     """summary.csv against the results: one row per held (trial, variant, level), equal cell by
     cell (level 0 is the dense result under every variant's name)."""
-    with (path / layout.SUMMARY).open(newline="") as f:
-        rows = list(csv.DictReader(f))
     stored = {(t, v, lv): r for t, v, lv, r in results}
     lot = config.lottery
-    expected = {(t, v, lv) for t in trials for v in lot.variants for lv in range(lot.levels + 1)}
-    problems, seen = [], set()
-    for line, row in enumerate(rows, start=2):
-        key = (int(row["trial"]), row["variant"], int(row["level"]))
-        seen.add(key)
-        if key not in expected:
-            problems.append(f"{layout.SUMMARY} line {line}: {key} is not a result this holds")
-            continue
-        result = stored[(key[0], layout.TICKET, 0)] if key[2] == 0 else stored[key]
-        for column in layout.SUMMARY_COLUMNS:
-            if column != "variant" and not _same(row.get(column), result.get(column)):
-                problems.append(
-                    f"{layout.SUMMARY} line {line}: {column} is {row.get(column)!r}, "
-                    f"its result.json says {result.get(column)!r}"
-                )
-    problems += [f"{layout.SUMMARY} has no row for {key}" for key in sorted(expected - seen)]
-    return problems
+    rows = [(t, v, lv) for t in trials for v in lot.variants for lv in range(lot.levels + 1)]
+    sources = {row: (row[0], layout.TICKET, 0) if row[2] == 0 else row for row in rows}
+    expected = {row: stored[source] for row, source in sources.items() if source in stored}
+    return _table_problems(path / layout.SUMMARY, layout.SUMMARY_COLUMNS, expected, layout.RESULT)
 
 
 def _instability_problems(path: Path, config: Config, trials: list[int]) -> list[str]:
@@ -367,25 +352,35 @@ def _instability_problems(path: Path, config: Config, trials: list[int]) -> list
         for r in instability_rows(config, RunStore.at(path, config))
         if int(r["trial"]) in trials
     }
-    csv_path = path / layout.INSTABILITY_CSV
-    if not csv_path.exists():
-        return [f"{layout.INSTABILITY_CSV} is missing"] if expected else []
-    with csv_path.open(newline="") as f:
+    table = path / layout.INSTABILITY_CSV
+    if not expected and not table.exists():
+        return []
+    return _table_problems(table, layout.INSTABILITY_COLUMNS, expected, layout.INSTABILITY)
+
+
+def _table_problems(
+    table: Path, columns: list[str], expected: dict[tuple[int, str, int], dict[str, Any]], source: str
+) -> list[str]:
+    """A table of (trial, variant, level) rows against the values each row should hold (from its
+    `source` file): exactly the expected rows, equal cell by cell."""
+    if not table.exists():
+        return [f"{table.name} is missing"]
+    with table.open(newline="") as f:
         rows = list(csv.DictReader(f))
     problems, seen = [], set()
     for line, row in enumerate(rows, start=2):
         key = (int(row["trial"]), row["variant"], int(row["level"]))
         seen.add(key)
         if key not in expected:
-            problems.append(f"{layout.INSTABILITY_CSV} line {line}: {key} is not a measurement this holds")
+            problems.append(f"{table.name} line {line}: {key} is not a result this holds")
             continue
         problems += [
-            f"{layout.INSTABILITY_CSV} line {line}: {column} is {row.get(column)!r}, "
-            f"its instability.json says {expected[key][column]!r}"
-            for column in layout.INSTABILITY_COLUMNS
-            if column != "variant" and not _same(row.get(column), expected[key][column])
+            f"{table.name} line {line}: {column} is {row.get(column)!r}, its {source} says "
+            f"{expected[key].get(column)!r}"
+            for column in columns
+            if column != "variant" and not _same(row.get(column), expected[key].get(column))
         ]
-    problems += [f"{layout.INSTABILITY_CSV} has no row for {key}" for key in sorted(expected.keys() - seen)]
+    problems += [f"{table.name} has no row for {key}" for key in sorted(expected.keys() - seen)]
     return problems
 
 
