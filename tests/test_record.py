@@ -216,6 +216,16 @@ def test_a_record_of_another_config_is_refused_with_one_line(half, tmp_path, cap
     assert main(["record", str(other), "--out", str(out)]) == 1
     error = capsys.readouterr().err
     assert error.startswith("lth: error: record") and error.count("\n") == 1
+    # The same config measuring instability (not hashed: the same trainings) goes elsewhere too,
+    # since a record holds every trial's measurements or none.
+    measuring = with_overrides(tiny_config(trials=2), ["lottery.instability=[0, 2]"])
+    assert measuring.hash() == layout.read_config(out).hash()
+    (other / layout.CONFIG).write_text(measuring.to_toml())
+    with pytest.raises(
+        StoreError,
+        match=r"measures instability at no level, but .* measures it at levels \[0, 2\] \(30 points",
+    ):
+        write_record(other, out)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ import torch
 
 from lth import layout
 from lth._version import __version__
+from lth.analysis.instability import PathSettings
 from lth.analysis.measure import instability_rows, write_instability
 from lth.compose import model_options
 from lth.config import Config
@@ -158,7 +159,23 @@ def _held_trials(out: Path, run: Path, config: Config) -> list[int]:
                 f"record {out} holds config {held.hash()}, but {run} ran config {config.hash()}; "
                 "record this run into another --out DIR"
             )
+        # Instability is not hashed (it adds measurements to the same trainings), but a record
+        # holds every trial's measurements or none: a run measuring others goes elsewhere.
+        if _measures(held) != _measures(config):
+            raise StoreError(
+                f"record {out} measures instability {_measures(held)}, but {run} measures it "
+                f"{_measures(config)}; record this run into another --out DIR"
+            )
     return sorted(record["trials"]) if record else []
+
+
+def _measures(config: Config) -> str:
+    """What a config's instability measurements are, as the refusal above names them."""
+    lot = config.lottery
+    if not lot.instability:
+        return "at no level"
+    settings = PathSettings.of(lot)
+    return f"at levels {list(lot.instability)} ({settings.points} points, batch norm {settings.batch_norm})"
 
 
 def _copy_trial(run: Path, out: Path, config: Config, trial: int) -> None:
