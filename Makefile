@@ -23,7 +23,8 @@ test: $(BIN)/lth
 	$(BIN)/lth data fetch mnist
 	$(BIN)/python -m pytest -q
 
-# Plain PyTorch loop vs lth, side by side (under 10 minutes on 2 cores; `--quick` for ~2):
+# Plain PyTorch loop vs lth and lth's engines, side by side, every group (BENCH_ARGS="--quick"
+# for shorter runs, "--only engines" for one group; the levels group trains whole levels):
 # prints a table of ratios and writes benchmarks/results/latest.json. On a GPU:
 # `make bench BENCH_ARGS="--device cuda"`.
 bench: $(BIN)/lth
