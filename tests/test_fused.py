@@ -226,26 +226,34 @@ def test_survivors_only_resumes_to_the_unbroken_numbers(sparse, monkeypatch):
     assert resumed_result.record() == unbroken_result.record()
 
 
+CUDA = pytest.param(
+    "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+)
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize(("min_weights", "csr_layers"), [(0, 3), (1000, 1)])
 def test_the_sparse_engine_equals_the_fused_one_within_rounding_and_keeps_pruned_weights_zero(
-    min_weights, csr_layers, monkeypatch
+    min_weights, csr_layers, device, monkeypatch
 ):
     """Sparse products (CSR forward, the weight gradient sampled at the mask) in every layer, or
     in the first only (LeNet's case: dense layers read its transposed output): the thresholds
-    that keep LeNet's small layers dense are lowered for this tiny network."""
+    that keep LeNet's small layers dense are lowered for this tiny network. On CUDA the CSR
+    products are cuSPARSE's, which the step reaches by the same calls."""
     monkeypatch.setattr(fused, "SPARSE_MIN_WEIGHTS", min_weights)
     monkeypatch.setattr(fused, "SPARSE_DENSITY", 1.0)
     config, results = _config(), {}
+    data = _on_cuda(DATA) if device == "cuda" else DATA
     for sparse in (False, True):
-        model = _lenet()
-        mask = _mask(model, 12)
+        model = _lenet().to(device)
+        mask = _mask(model, 12).to(device)
         engine = FusedMLP(
-            model, DATA, config, seed=2, mask=mask, augment=False, survivors=sparse, sparse=sparse
+            model, data, config, seed=2, mask=mask, augment=False, survivors=sparse, sparse=sparse
         )
         assert len(engine.csr) == (csr_layers if sparse else 0)
         if sparse:  # what the compact gradient held before a step must not reach the first one
             engine.compact_grad.fill_(float("nan"))
-        results[sparse] = run(engine, DATA, config, seed=2)[0], engine.copy_weights()[0]
+        results[sparse] = run(engine, data, config, seed=2)[0], engine.copy_weights()[0]
     (dense, dense_w), (sparse, sparse_w) = results[False], results[True]
     for name, value in dense_w.items():
         torch.testing.assert_close(sparse_w[name], value, rtol=1e-4, atol=1e-5, msg=name)
