@@ -127,8 +127,9 @@ def write_record(run_dir: str | Path, out: str | Path, trials: Sequence[int] | N
     for trial in chosen:
         _copy_trial(run, out, config, trial)
     recorded = sorted(set(held) | set(chosen))
-    write_summary(config, RunStore.at(out, config))
-    write_instability(config, RunStore.at(out, config))
+    store = RunStore.at(out, config)
+    write_summary(config, store)
+    write_instability(config, store)
     env = environment(out, config, recorded)
     _write_json(out / layout.ENVIRONMENT, env)
     write_atomic(
@@ -161,10 +162,11 @@ def _held_trials(out: Path, run: Path, config: Config) -> list[int]:
             )
         # Instability is not hashed (it adds measurements to the same trainings), but a record
         # holds every trial's measurements or none: a run measuring others goes elsewhere.
-        if _measures(held) != _measures(config):
+        held_measures, run_measures = _measures(held), _measures(config)
+        if held_measures != run_measures:
             raise StoreError(
-                f"record {out} measures instability {_measures(held)}, but {run} measures it "
-                f"{_measures(config)}; record this run into another --out DIR"
+                f"record {out} measures instability {held_measures}, but {run} measures it "
+                f"{run_measures}; record this run into another --out DIR"
             )
     return sorted(record["trials"]) if record else []
 
