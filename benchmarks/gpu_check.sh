@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The open issues' GPU checks as one script, for a session that is lent a GPU machine (see
 # benchmarks/RESULTS.md, "GPU"): the CUDA-only tests, `make bench`'s groups on CUDA, and a short
-# lottery run with instability copies trained as replicas. About 6 minutes on an H200.
+# lottery run with instability copies trained as replicas. Each step has its own timeout, 7.5
+# minutes in all at most, so one call of the device tool (10 minutes, the machine's start apart)
+# ends with whatever finished, and the session's 15 minutes leave room to run it again.
 #
 #   here:  bash benchmarks/gpu_check.sh --prepare   # MNIST (gzipped) and the one wheel the GPU
 #                                                   # image lacks, under .gpu/ (git-ignored)
@@ -41,16 +43,19 @@ step environment
 { nvidia-smi 2>&1 | head -15; $PY -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name())"; git log -1 --format='commit %H'; } >> "$OUT/log.txt" 2>&1
 
 step "CUDA-only tests (the captured step replays the eager numbers; no step makes the host wait)"
-timeout 240 $PY -m pytest -q -p no:cacheprovider tests -k cuda 2>&1 | tail -15 >> "$OUT/log.txt"
+timeout 90 $PY -m pytest -q -p no:cacheprovider tests -k cuda 2>&1 | tail -15 >> "$OUT/log.txt"
 
-step "benchmarks on $DEVICE: lenet, engines, replicas (--quick)"
-timeout 300 $PY benchmarks/run.py --quick --device "$DEVICE" --only lenet engines replicas --out "$OUT/bench.json" >> "$OUT/log.txt" 2>&1
+# A group at a time, each into its own file: a group cut off by its timeout loses only itself.
+for group in lenet engines replicas; do
+    step "benchmark group $group on $DEVICE (--quick)"
+    timeout 90 $PY benchmarks/run.py --quick --device "$DEVICE" --only "$group" --out "$OUT/bench-$group.json" >> "$OUT/log.txt" 2>&1
+done
 
 step "a short lottery run on $DEVICE, then instability at level 2 (copies as replicas)"
 RUNS=/tmp/gpu-check-runs
 rm -rf "$RUNS"
 start=$(date +%s)
-timeout 240 $PY -m lth run lenet-mnist-quick --device "$DEVICE" --quiet --out "$RUNS" \
+timeout 90 $PY -m lth run lenet-mnist-quick --device "$DEVICE" --quiet --out "$RUNS" \
     --set lottery.levels=2 --set "training.steps='500it'" --set "lottery.instability=[2]" >> "$OUT/log.txt" 2>&1
 echo "lottery run: $(( $(date +%s) - start )) s" >> "$OUT/log.txt"
 $PY - "$RUNS" >> "$OUT/log.txt" 2>&1 <<'EOF'
