@@ -38,25 +38,32 @@ if [[ -d $HERE/wheels ]] && ! $PY -c "import tomli_w" 2>/dev/null; then
 fi
 export PYTHONPATH="$PWD/src:$PWD/benchmarks:/tmp/site" LTH_DATA_DIR="$PWD/$HERE/data" PYTHONUNBUFFERED=1
 step() { echo "=== $* ($(date +%T))" | tee -a "$OUT/log.txt"; }
+# limited SECONDS COMMAND...: run it under a timeout, its output into the log, and say if cut off.
+limited() {
+    timeout "$@" >> "$OUT/log.txt" 2>&1
+    local rc=$?
+    (( rc == 124 )) && echo "--- cut off after $1 s" | tee -a "$OUT/log.txt"
+    return $rc
+}
 
 step environment
 { nvidia-smi 2>&1 | head -15; $PY -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name())"; git log -1 --format='commit %H'; } >> "$OUT/log.txt" 2>&1
 
 step "CUDA-only tests (the captured step replays the eager numbers; no step makes the host wait)"
-timeout 90 $PY -m pytest -q -p no:cacheprovider tests -k cuda 2>&1 | tail -15 >> "$OUT/log.txt"
+limited 90 $PY -m pytest -q -p no:cacheprovider -rs tests -k cuda
 
 # A group at a time, each into its own file: a group cut off by its timeout loses only itself.
 for group in lenet engines replicas; do
     step "benchmark group $group on $DEVICE (--quick)"
-    timeout 90 $PY benchmarks/run.py --quick --device "$DEVICE" --only "$group" --out "$OUT/bench-$group.json" >> "$OUT/log.txt" 2>&1
+    limited 90 $PY benchmarks/run.py --quick --device "$DEVICE" --only "$group" --out "$OUT/bench-$group.json"
 done
 
 step "a short lottery run on $DEVICE, then instability at level 2 (copies as replicas)"
 RUNS=/tmp/gpu-check-runs
 rm -rf "$RUNS"
 start=$(date +%s)
-timeout 90 $PY -m lth run lenet-mnist-quick --device "$DEVICE" --quiet --out "$RUNS" \
-    --set lottery.levels=2 --set "training.steps='500it'" --set "lottery.instability=[2]" >> "$OUT/log.txt" 2>&1
+limited 90 $PY -m lth run lenet-mnist-quick --device "$DEVICE" --quiet --out "$RUNS" \
+    --set lottery.levels=2 --set "training.steps='500it'" --set "lottery.instability=[2]"
 echo "lottery run: $(( $(date +%s) - start )) s" >> "$OUT/log.txt"
 $PY - "$RUNS" >> "$OUT/log.txt" 2>&1 <<'EOF'
 import json, sys
