@@ -110,6 +110,7 @@ def test_environment_gathers_each_trainings_engine_and_wall_time(half, tmp_path)
     assert engine["signature"] == "torch {} on cpu ({}), one model".format(engine["torch"], engine["cpu"])
     assert env["mixed_engines"] is False and env["mixed_trials"] == {}
     assert env["wall_time_s"]["total"] == pytest.approx(sum(r["wall_time_s"] for r in results))
+    assert "instability_wall_time_s" not in env  # the config measures none
 
 
 def test_environment_says_when_a_trials_trainings_mixed_engines(half, tmp_path):
@@ -364,7 +365,14 @@ def test_a_record_of_an_instability_run_keeps_its_measurements_and_reports_them(
     assert sorted(p.relative_to(out) for p in out.rglob(layout.INSTABILITY)) == measured
     assert (out / layout.INSTABILITY_CSV).read_bytes() == (run / layout.INSTABILITY_CSV).read_bytes()
     assert check_record(out) == []
-    assert "`instability.json`" in (out / layout.RECORD_README).read_text()
+    readme = (out / layout.RECORD_README).read_text()
+    assert "`instability.json`" in readme
+    # The measurements' wall time is counted apart from the trainings', which leave it out.
+    measuring = json.loads((out / layout.ENVIRONMENT).read_text())["instability_wall_time_s"]
+    walls = [json.loads((run / m).read_text())["wall_time_s"] for m in measured]
+    assert measuring["total"] == pytest.approx(sum(walls)) and measuring["total"] > 0
+    assert measuring["per_trial"] == {"0": pytest.approx(sum(walls))}
+    assert f"and {sum(walls) / 3600:.2f} measuring instability in all" in " ".join(readme.split())
     from_run, from_record = (build_report([p], tmp_path / f"report-{p.name}") for p in (run, out))
     assert from_record.runs[0].stability.levels.equals(from_run.runs[0].stability.levels)
 

@@ -132,9 +132,7 @@ def write_record(run_dir: str | Path, out: str | Path, trials: Sequence[int] | N
     write_instability(config, store)
     env = environment(out, config, recorded)
     _write_json(out / layout.ENVIRONMENT, env)
-    write_atomic(
-        out / layout.RECORD_README, readme(out, config, recorded, env["wall_time_s"]["total"]).encode()
-    )
+    write_atomic(out / layout.RECORD_README, readme(out, config, recorded, env).encode())
     _write_record_json(out, run, recorded)  # last: it lists only trials whose files are all in place
     return Record(
         out,
@@ -257,13 +255,37 @@ def environment(path: Path, config: Config, trials: list[int]) -> dict[str, Any]
         # `lth.environment.signature`, which names the CPU model); another commit cannot.
         "mixed_engines": len({e["signature"] for e in engines}) > 1,
         "mixed_trials": mixed,
-        "wall_time_s": {"total": sum(walls.values()), "per_trial": {str(t): w for t, w in walls.items()}},
+        "wall_time_s": _totals(walls),
         "trainings": trainings,
+        **(
+            {"instability_wall_time_s": _totals(_measuring(path, config, trials))}
+            if config.lottery.instability
+            else {}
+        ),
     }
 
 
-def readme(out: Path, config: Config, trials: list[int], wall_time_s: float) -> str:
-    """The record's README.md: what it holds and how to report, check and recompute it."""
+def _totals(per_trial: dict[int, float]) -> dict[str, Any]:
+    return {"total": sum(per_trial.values()), "per_trial": {str(t): w for t, w in per_trial.items()}}
+
+
+def _measuring(path: Path, config: Config, trials: list[int]) -> dict[int, float]:
+    """Each trial's wall time measuring instability (its instability.json files): the second
+    copies and the error paths, which the trainings' own wall times leave out."""
+    measured = [(v, lv) for v, lv, name in planned_files(config) if name == layout.INSTABILITY]
+    return {
+        t: sum(
+            json.loads((layout.level_dir(path, t, v, lv) / layout.INSTABILITY).read_text()).get("wall_time_s")
+            or 0.0
+            for v, lv in measured
+        )
+        for t in trials
+    }
+
+
+def readme(out: Path, config: Config, trials: list[int], env: dict[str, Any]) -> str:
+    """The record's README.md: what it holds and how to report, check and recompute it; the
+    hours come from `env`, environment.json's contents."""
     lot, seed, where = config.lottery, config.lottery.seed, out.as_posix()
     rows = "\n".join(
         f"| {t} | {seed + t} | `lth run {where}/{layout.CONFIG} --trials {t}` | "
@@ -271,7 +293,9 @@ def readme(out: Path, config: Config, trials: list[int], wall_time_s: float) -> 
         for t in trials
     )
     held = f"trial{'s' * (len(trials) != 1)} {', '.join(map(str, trials))}"
-    hours = wall_time_s / 3600
+    hours = f"{env['wall_time_s']['total'] / 3600:.2f} hours of training"
+    if "instability_wall_time_s" in env:
+        hours += f" and {env['instability_wall_time_s']['total'] / 3600:.2f} measuring instability"
     measured = (
         ", and `instability.json` (the error path between two copies) where the config measures"
         " instability, gathered in `instability.csv`"
@@ -282,7 +306,7 @@ def readme(out: Path, config: Config, trials: list[int], wall_time_s: float) -> 
 
 Written by `lth record`. It holds {held} of the config's {lot.trials}: {lot.levels} levels,
 variants {", ".join(lot.variants)}, strategy `{lot.strategy}`, schedule `{lot.schedule}`,
-{config.training.steps} per level; {hours:.2f} hours of training in all. No weights: each level's
+{config.training.steps} per level; {hours} in all. No weights: each level's
 `result.json` (its numbers, the surviving weights per layer, the engine and wall time) and
 `history.csv` (accuracy during training){measured}, in the run directory's layout; `summary.csv` lists
 every (trial, variant, level); `environment.json` gathers the engines and wall times;
