@@ -4,6 +4,8 @@ here and every record committed under docs/reproductions/."""
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +13,7 @@ import pytest
 import torch
 
 from lth import layout
+from lth.analysis import rewind
 from lth.cli import main
 from lth.config import Config, load_preset, with_overrides
 from lth.errors import StoreError
@@ -37,16 +40,26 @@ COMMITTED = sorted(p.parent.name for p in REPRODUCTIONS.glob(f"*/{layout.RECORD}
 
 def _run(root: Path, config: Config, trials: list[int]) -> Path:
     """Run `trials` of `config` under `root` (resuming what is stored there); its run directory."""
+    experiment = _experiment(root, config)
+    with _one_thread():
+        experiment.run(trials)
+    return experiment.store.path
 
+
+def _experiment(root: Path, config: Config) -> Experiment:
     def make_model():
         return build("lenet300", DATA.input_shape, DATA.num_classes, hidden=(32, 16))
 
+    return Experiment(config, DATA, make_model, RunStore(root, config), Runtime(progress=False))
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """A tiny model trains several times faster without thread hand-offs."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model trains several times faster without thread hand-offs
+    torch.set_num_threads(1)
     try:
-        store = RunStore(root, config)
-        Experiment(config, DATA, make_model, store, Runtime(progress=False)).run(trials)
-        return store.path
+        yield
     finally:
         torch.set_num_threads(threads)
 
@@ -392,3 +405,47 @@ def test_a_record_of_an_instability_run_keeps_its_measurements_and_reports_them(
 
     (run / measured[-1]).unlink()  # as if the run stopped before measuring it
     assert finished_trials(run, config) == []
+
+
+def test_a_record_keeps_a_rewind_sweep_of_the_trials_it_holds_and_checks_it(tmp_path):
+    """`lth instability`'s sweep (instability/rewind.csv and each start point's instability.json,
+    measured in a level's directory or its own) is recorded for the held trials only, without its
+    θk or copies; the report reads it from the record as from the run; the check finds an edited
+    cell and a missing measurement."""
+    config = tiny_config("lottery.levels=1", "training.steps='20it'", "lottery.rewind_step='10it'", trials=2)
+    experiment = _experiment(tmp_path / "runs", config)
+    with _one_thread():
+        experiment.run([0, 1])
+        rewind.sweep(experiment, [0, 10], [0, 1], [0, 1])
+    run, out = experiment.store.path, tmp_path / "record"
+
+    def measured(folder: Path, trial: int) -> list[Path]:
+        return sorted(
+            p.relative_to(folder) for p in folder.rglob(layout.INSTABILITY) if f"trial_{trial}" in p.parts
+        )
+
+    write_record(run, out, trials=[0])
+    # At k = 0 the dense network is level 0 itself, at the run's k the ticket is level 1: four
+    # points, two of them in level directories, two under instability/.
+    assert len(measured(run, 0)) == 4 and measured(out, 0) == measured(run, 0) and measured(out, 1) == []
+    in_run = rewind.read(run)
+    assert rewind.read(out).equals(in_run[in_run.trial == 0].reset_index(drop=True))
+    assert check_record(out) == []
+    assert "`instability/rewind.csv`" in (out / layout.RECORD_README).read_text()
+
+    write_record(run, out)  # trial 1 too: the run's table, byte for byte
+    table = out / layout.INSTABILITY_DIR / layout.REWIND_CSV
+    assert table.read_bytes() == (run / layout.INSTABILITY_DIR / layout.REWIND_CSV).read_bytes()
+    from_run, from_record = (build_report([p], tmp_path / f"report-{p.name}") for p in (run, out))
+    assert from_record.runs[0].stability.rewinds.equals(from_run.runs[0].stability.rewinds)
+
+    edited = pd.read_csv(table)
+    edited.loc[2, "instability"] = 0.5
+    edited.to_csv(table, index=False)
+    assert check_record(out) == [
+        f"{layout.REWIND_CSV} line 4: instability is '0.5', its instability.json says "
+        f"{float(in_run.instability[2])!r}"
+    ]
+    point = layout.rewind_point_dir(out, 1, 1, 0) / layout.INSTABILITY
+    point.unlink()
+    assert check_record(out) == [f"{point.relative_to(out).as_posix()} is missing"]

@@ -11,9 +11,11 @@ Layout (one directory per config hash, named by `store.run_name`):
     failed-trial_T.json          a sweep unit's last failure, until the unit runs again
 A *record* (`lth record`, `lth/record.py`) is the same layout without any tensor or checkpoint:
 config.toml, summary.csv and each level's history.csv and result.json for the trials it holds
-(with instability.csv and each measured level's instability.json, where instability is measured),
-plus record.json (which trials, from which run), environment.json (the engines and wall times
-gathered from the result.json files) and a generated README.md.
+(with instability.csv and each measured level's instability.json, where instability is measured,
+and instability/rewind.csv with each of its start points' instability.json, where `lth
+instability` swept the run), plus record.json (which trials, from which run), environment.json
+(the engines and wall times gathered from the result.json and instability.json files) and a
+generated README.md.
 `TICKET/level_00` is the dense network, shared by all variants; `path/level_LL` holds the
 continued-training path of strategy `continue`; `TICKET/level_00/rewind.safetensors` holds θk.
 

@@ -5,9 +5,9 @@ A record is the run directory's layout (`lth.layout`) without any tensor or chec
 trials it holds, plus record.json, environment.json and a generated README.md. `write_record`
 copies a run's finished trials into one, adding to a record of the same config that exists;
 `lth report` reads a record as it reads a run; `check_record` re-derives what the files allow:
-every summary row from its result.json (and instability row from its instability.json), the
-training budget, and Pm from the pruning rule's exact counts (docs/design.md, "Contracts" and
-"Criteria and scopes").
+every summary row from its result.json (and each instability.csv or rewind.csv row from its
+instability.json), the training budget, and Pm from the pruning rule's exact counts
+(docs/design.md, "Contracts" and "Criteria and scopes").
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import torch
 
 from lth import layout
 from lth._version import __version__
+from lth.analysis import rewind
 from lth.analysis.instability import PathSettings
 from lth.analysis.measure import instability_rows, write_instability
 from lth.compose import model_options
@@ -130,6 +131,10 @@ def write_record(run_dir: str | Path, out: str | Path, trials: Sequence[int] | N
     store = RunStore.at(out, config)
     write_summary(config, store)
     write_instability(config, store)
+    # `lth instability`'s sweep: its rows of the trials copied now, from the copied measurements.
+    swept = [out / f.relative_to(run) for t in chosen for f in rewind.measured_folders(run, t).values()]
+    if swept:
+        rewind.write_rows(out, rewind.rows_from(swept))
     env = environment(out, config, recorded)
     _write_json(out / layout.ENVIRONMENT, env)
     write_atomic(out / layout.RECORD_README, readme(out, config, recorded, env).encode())
@@ -179,11 +184,19 @@ def _measures(config: Config) -> str:
 
 
 def _copy_trial(run: Path, out: Path, config: Config, trial: int) -> None:
-    for variant, level, name in planned_files(config):
-        data = (layout.level_dir(run, trial, variant, level) / name).read_bytes()
-        target = layout.level_dir(out, trial, variant, level) / name
+    for source in _trial_files(run, config, trial):
+        data = source.read_bytes()
+        target = out / source.relative_to(run)
         if not target.exists() or target.read_bytes() != data:
             write_atomic(target, data)
+
+
+def _trial_files(path: Path, config: Config, trial: int) -> list[Path]:
+    """What a record holds of a trial: its planned files, and the instability.json of each start
+    point `lth instability` measured (listed in rewind.csv), wherever it was measured."""
+    planned = [layout.level_dir(path, trial, v, lv) / name for v, lv, name in planned_files(config)]
+    swept = [folder / layout.INSTABILITY for folder in rewind.measured_folders(path, trial).values()]
+    return planned + [f for f in swept if f not in planned]
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
@@ -302,6 +315,11 @@ def readme(out: Path, config: Config, trials: list[int], env: dict[str, Any]) ->
         if lot.instability
         else ""
     )
+    if (out / layout.INSTABILITY_DIR / layout.REWIND_CSV).exists():
+        measured += (
+            "; `instability/rewind.csv`, `lth instability`'s sweep over rewind iterations, with each"
+            " of its start points' `instability.json`"
+        )
     return f"""# Record: {config.model.name} on {config.data.dataset} (config {config.hash()})
 
 Written by `lth record`. It holds {held} of the config's {lot.trials}: {lot.levels} levels,
@@ -354,6 +372,7 @@ def check_record(path: str | Path) -> list[str]:
     results = _results(path, config, trials)
     problems += _summary_problems(path, config, trials, results)
     problems += _instability_problems(path, config, trials)
+    problems += _rewind_problems(path, trials)
     for trial, variant, level, result in results:
         where = f"{layout.unit_id(trial, variant, level)}/{layout.RESULT}"
         problems += [f"{where}: {p}" for p in _result_problems(path, config, trial, variant, level, result)]
@@ -363,10 +382,10 @@ def check_record(path: str | Path) -> list[str]:
 
 def _missing_files(path: Path, config: Config, trials: list[int]) -> list[str]:
     return [
-        f"{layout.unit_id(t, v, lv)}/{name} is missing"
+        f"{f.relative_to(path).as_posix()} is missing"
         for t in trials
-        for v, lv, name in planned_files(config)
-        if not (layout.level_dir(path, t, v, lv) / name).exists()
+        for f in _trial_files(path, config, t)
+        if not f.exists()
     ]
 
 
@@ -401,10 +420,33 @@ def _instability_problems(path: Path, config: Config, trials: list[int]) -> list
     return _table_problems(table, layout.INSTABILITY_COLUMNS, expected, layout.INSTABILITY)
 
 
+# How a row of each table is named: summary.csv and instability.csv by training, rewind.csv by
+# start point (its variant is always the ticket).
+_TRAINING_KEY = ("trial", "variant", "level")
+_REWIND_KEY = ("trial", "level", "rewind_iteration")
+
+
+def _rewind_problems(path: Path, trials: list[int]) -> list[str]:
+    """instability/rewind.csv (`lth instability`'s sweep) against its measurements, for the held
+    trials: each row equal to the instability.json it lists, no row of another trial."""
+    table = path / layout.INSTABILITY_DIR / layout.REWIND_CSV
+    if not table.exists():
+        return []
+    expected = {}
+    for trial in trials:
+        for row in rewind.rows_from(rewind.measured_folders(path, trial).values()):
+            expected[tuple(int(row[c]) for c in _REWIND_KEY)] = row
+    return _table_problems(table, layout.INSTABILITY_COLUMNS, expected, layout.INSTABILITY, _REWIND_KEY)
+
+
 def _table_problems(
-    table: Path, columns: list[str], expected: dict[tuple[int, str, int], dict[str, Any]], source: str
+    table: Path,
+    columns: list[str],
+    expected: dict[tuple[int | str, ...], dict[str, Any]],
+    source: str,
+    key_columns: tuple[str, ...] = _TRAINING_KEY,
 ) -> list[str]:
-    """A table of (trial, variant, level) rows against the values each row should hold (from its
+    """A table of rows named by `key_columns` against the values each row should hold (from its
     `source` file): exactly the expected rows, equal cell by cell."""
     if not table.exists():
         return [f"{table.name} is missing"]
@@ -412,7 +454,7 @@ def _table_problems(
         rows = list(csv.DictReader(f))
     problems, seen = [], set()
     for line, row in enumerate(rows, start=2):
-        key = (int(row["trial"]), row["variant"], int(row["level"]))
+        key = tuple(row[c] if c == "variant" else int(row[c]) for c in key_columns)
         seen.add(key)
         if key not in expected:
             problems.append(f"{table.name} line {line}: {key} is not a result this holds")

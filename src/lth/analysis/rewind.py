@@ -16,7 +16,7 @@ rewind.csv keeps the rows of earlier sweeps over other k or levels.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from lth import layout
 from lth.analysis import measure
 from lth.analysis.instability import Weights
-from lth.errors import ConfigError
+from lth.errors import ConfigError, StoreError
 from lth.lottery import Experiment
 from lth.lottery.variants import TICKET
 from lth.models import initialize
@@ -79,7 +79,7 @@ def sweep(
                 expected = bar.n + 2 * (total - k) * len(levels)
                 rows += _measure(experiment, trial, seed, levels, k, theta, bar)
                 bar.update(expected - bar.n)  # work stored before is counted as done
-                _write(store.path, rows)
+                write_rows(store.path, rows)
     return rows
 
 
@@ -156,7 +156,7 @@ def _masked(weights: Weights, mask: Mask) -> Weights:
     return {name: w * mask[name] if name in mask else w.clone() for name, w in weights.items()}
 
 
-def _write(run: Path, rows: list[dict[str, Any]]) -> None:
+def write_rows(run: Path, rows: list[dict[str, Any]]) -> None:
     """rewind.csv: the rows of this sweep, and those of earlier sweeps over other points."""
     path = run / layout.INSTABILITY_DIR / layout.REWIND_CSV
     key = ["trial", "level", "rewind_iteration"]
@@ -172,3 +172,33 @@ def read(run: Path) -> pd.DataFrame | None:
     """A run's rewind.csv, or None if it has none."""
     path = run / layout.INSTABILITY_DIR / layout.REWIND_CSV
     return pd.read_csv(path) if path.exists() else None
+
+
+def measured_folders(run: Path, trial: int) -> dict[tuple[int, int], Path]:
+    """The folder of each start point of `trial` that rewind.csv lists, by (level, k): the
+    level's, where its measurement starts at k (a training of the lottery run: see `_point`),
+    else its own under instability/ (which may lack instability.json: the caller says so)."""
+    table = read(run)
+    if table is None:
+        return {}
+    points = table[table.trial == trial][["level", "rewind_iteration"]].itertuples(index=False)
+    folders = {}
+    for level, k in points:
+        in_run = layout.level_dir(run, trial, TICKET, int(level))
+        record = measure.stored(in_run)
+        same = record is not None and record["rewind_iteration"] == k
+        folders[int(level), int(k)] = (
+            in_run if same else layout.rewind_point_dir(run, trial, int(level), int(k))
+        )
+    return folders
+
+
+def rows_from(folders: Iterable[Path]) -> list[dict[str, Any]]:
+    """rewind.csv's rows of the start points measured in `folders`, from their instability.json."""
+    rows = []
+    for folder in folders:
+        record = measure.stored(folder)
+        if record is None:
+            raise StoreError(f"{folder / layout.INSTABILITY} is missing; rewind.csv lists its measurement")
+        rows.append(measure.row(record))
+    return rows
