@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import json
 import math
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,16 +321,21 @@ def readme(out: Path, config: Config, trials: list[int], env: dict[str, Any]) ->
             "; `instability/rewind.csv`, `lth instability`'s sweep over rewind iterations, with each"
             " of its start points' `instability.json`"
         )
+    intro = textwrap.fill(
+        f"Written by `lth record`. It holds {held} of the config's {lot.trials}: {lot.levels} levels, "
+        f"variants {', '.join(lot.variants)}, strategy `{lot.strategy}`, schedule `{lot.schedule}`, "
+        f"{config.training.steps} per level; {hours} in all. No weights: each level's `result.json` "
+        "(its numbers, the surviving weights per layer, the engine and wall time) and `history.csv` "
+        f"(accuracy during training){measured}, in the run directory's layout; `summary.csv` lists "
+        "every (trial, variant, level); `environment.json` gathers the engines and wall times; "
+        "`record.json` names the trials held. From the folder `lth record` ran in (the repository's "
+        "root for docs/reproductions/):",
+        width=100,
+        break_on_hyphens=False,
+    )
     return f"""# Record: {config.model.name} on {config.data.dataset} (config {config.hash()})
 
-Written by `lth record`. It holds {held} of the config's {lot.trials}: {lot.levels} levels,
-variants {", ".join(lot.variants)}, strategy `{lot.strategy}`, schedule `{lot.schedule}`,
-{config.training.steps} per level; {hours} in all. No weights: each level's
-`result.json` (its numbers, the surviving weights per layer, the engine and wall time) and
-`history.csv` (accuracy during training){measured}, in the run directory's layout; `summary.csv` lists
-every (trial, variant, level); `environment.json` gathers the engines and wall times;
-`record.json` names the trials held. From the folder `lth record` ran in (the repository's root
-for docs/reproductions/):
+{intro}
 
     lth report {where}           # figures, findings and the paper check, as for a run
     lth record --check {where}   # the files agree with each other and with the config
