@@ -26,7 +26,7 @@ import torch
 
 from lth import layout
 from lth._version import __version__
-from lth.analysis import rewind
+from lth.analysis import measure, rewind
 from lth.analysis.instability import PathSettings
 from lth.analysis.measure import instability_rows, write_instability
 from lth.compose import model_options
@@ -289,8 +289,7 @@ def _measuring(path: Path, config: Config, trials: list[int]) -> dict[int, float
     measured = [(v, lv) for v, lv, name in planned_files(config) if name == layout.INSTABILITY]
     return {
         t: sum(
-            json.loads((layout.level_dir(path, t, v, lv) / layout.INSTABILITY).read_text()).get("wall_time_s")
-            or 0.0
+            (measure.stored(layout.level_dir(path, t, v, lv)) or {}).get("wall_time_s") or 0.0
             for v, lv in measured
         )
         for t in trials
@@ -426,10 +425,8 @@ def _instability_problems(path: Path, config: Config, trials: list[int]) -> list
     return _table_problems(table, layout.INSTABILITY_COLUMNS, expected, layout.INSTABILITY)
 
 
-# How a row of each table is named: summary.csv and instability.csv by training, rewind.csv by
-# start point (its variant is always the ticket).
+# What names a row of summary.csv and instability.csv: a training (rewind.csv's: `rewind.KEY`).
 _TRAINING_KEY = ("trial", "variant", "level")
-_REWIND_KEY = ("trial", "level", "rewind_iteration")
 
 
 def _rewind_problems(path: Path, trials: list[int]) -> list[str]:
@@ -441,8 +438,8 @@ def _rewind_problems(path: Path, trials: list[int]) -> list[str]:
     expected = {}
     for trial in trials:
         for row in rewind.rows_from(rewind.measured_folders(path, trial).values()):
-            expected[tuple(int(row[c]) for c in _REWIND_KEY)] = row
-    return _table_problems(table, layout.INSTABILITY_COLUMNS, expected, layout.INSTABILITY, _REWIND_KEY)
+            expected[tuple(int(row[c]) for c in rewind.KEY)] = row
+    return _table_problems(table, layout.INSTABILITY_COLUMNS, expected, layout.INSTABILITY, rewind.KEY)
 
 
 def _table_problems(

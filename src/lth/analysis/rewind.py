@@ -34,6 +34,9 @@ from lth.pruning import Mask
 from lth.store import read_tensors, write_csv, write_tensors
 from lth.training import train
 
+# What names a row of rewind.csv: a start point (its variant is always the ticket).
+KEY = ("trial", "level", "rewind_iteration")
+
 
 def check_rewinds(rewinds: Sequence[int], total: int) -> list[int]:
     """The rewind iterations, sorted and unique, each inside the training of `total` iterations."""
@@ -159,12 +162,11 @@ def _masked(weights: Weights, mask: Mask) -> Weights:
 def write_rows(run: Path, rows: list[dict[str, Any]]) -> None:
     """rewind.csv: the rows of this sweep, and those of earlier sweeps over other points."""
     path = run / layout.INSTABILITY_DIR / layout.REWIND_CSV
-    key = ["trial", "level", "rewind_iteration"]
     table = pd.DataFrame(rows, columns=layout.INSTABILITY_COLUMNS)
     if path.exists():
         earlier = pd.read_csv(path)
-        table = pd.concat([earlier, table]).drop_duplicates(subset=key, keep="last")
-    table = table.sort_values(key).reset_index(drop=True)
+        table = pd.concat([earlier, table]).drop_duplicates(subset=list(KEY), keep="last")
+    table = table.sort_values(list(KEY)).reset_index(drop=True)
     write_csv(path, table.to_dict(orient="records"), layout.INSTABILITY_COLUMNS)
 
 
